@@ -1,0 +1,16 @@
+"""tandem: actor-critic reinforcement learning in JAX.
+
+    from tandem import SACConfig, train, load
+    run = train(SACConfig(), "Pendulum-v1", steps=20_000, out="runs/pendulum")
+    policy = load("runs/pendulum")
+    action = policy.act(obs)
+"""
+
+__version__ = "0.1.0"
+
+from tandem.algos.sac import SACConfig  # noqa: E402
+from tandem.errors import CheckpointError, ConfigError, EnvError, TandemError  # noqa: E402
+from tandem.host.run import Policy, Run, evaluate, load, resume, train  # noqa: E402
+
+__all__ = ["SACConfig", "train", "resume", "load", "evaluate", "Run", "Policy", "TandemError",
+           "ConfigError", "EnvError", "CheckpointError", "__version__"]

@@ -1,0 +1,179 @@
+"""Typed, validated, frozen configuration dataclasses.
+
+Each algorithm declares one ``Config`` subclass whose fields are made with :func:`param`, which
+records a one-line doc and the valid range. Validation runs in ``__post_init__`` and names the
+field, the bad value and the accepted range, so a typo never reaches JAX.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import typing
+from typing import Any, ClassVar
+
+from tandem.errors import ConfigError
+
+
+def param(default: Any, doc: str, *, ge: float | None = None, gt: float | None = None,
+          le: float | None = None, lt: float | None = None,
+          choices: tuple | None = None, optional: bool = False) -> Any:
+    """A config field: default, one-line doc, and bounds checked at construction."""
+    meta = {"doc": doc, "ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices,
+            "optional": optional}
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("use a tuple for sequence defaults")
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _range_text(m: dict) -> str:
+    lo = f"> {m['gt']}" if m["gt"] is not None else (f">= {m['ge']}" if m["ge"] is not None else "")
+    hi = f"< {m['lt']}" if m["lt"] is not None else (f"<= {m['le']}" if m["le"] is not None else "")
+    return " and ".join(t for t in (lo, hi) if t)
+
+
+def _base_type(tp: Any) -> tuple[Any, bool]:
+    """(underlying type, is_optional) for annotations like ``float | None``."""
+    args = typing.get_args(tp)
+    if args and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return rest[0], True
+    return tp, False
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Base of all algorithm configs. Subclasses set ``algo`` and declare fields with param()."""
+
+    algo: ClassVar[str] = "base"
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            self._check_field(f, hints[f.name], getattr(self, f.name))
+
+    def _check_field(self, f: dataclasses.Field, tp: Any, value: Any) -> None:
+        name = f"{type(self).__name__}.{f.name}"
+        base, optional = _base_type(tp)
+        if value is None:
+            if optional:
+                return
+            raise ConfigError(f"{name} must not be None ({f.metadata.get('doc', '')})")
+        origin = typing.get_origin(base)
+        if origin is tuple:
+            if not isinstance(value, tuple) or not value:
+                raise ConfigError(f"{name}={value!r}: expected a non-empty tuple such as (256, 256)")
+            for v in value:
+                if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                    raise ConfigError(f"{name}={value!r}: every entry must be a positive integer")
+            return
+        if base is bool:
+            if not isinstance(value, bool):
+                raise ConfigError(f"{name}={value!r}: expected true or false")
+            return
+        if base is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"{name}={value!r}: expected an integer")
+        elif base is float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{name}={value!r}: expected a number")
+            if not math.isfinite(value):
+                raise ConfigError(f"{name}={value!r}: expected a finite number")
+        elif base is str:
+            if not isinstance(value, str):
+                raise ConfigError(f"{name}={value!r}: expected a string")
+        m = f.metadata
+        if m.get("choices") is not None and value not in m["choices"]:
+            raise ConfigError(f"{name}={value!r}: must be one of {', '.join(map(str, m['choices']))}")
+        bad = ((m.get("ge") is not None and value < m["ge"]) or
+               (m.get("gt") is not None and value <= m["gt"]) or
+               (m.get("le") is not None and value > m["le"]) or
+               (m.get("lt") is not None and value >= m["lt"]))
+        if bad:
+            raise ConfigError(f"{name}={value!r} is out of range: must be {_range_text(m)} "
+                              f"({m.get('doc', '')})")
+
+    # ---------------------------------------------------------------- conversion
+    def to_dict(self) -> dict[str, Any]:
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+        return out
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def unknown_field_error(cls, key: str) -> ConfigError:
+        close = difflib.get_close_matches(key, cls.field_names(), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else \
+            f"; valid fields: {', '.join(cls.field_names())}"
+        return ConfigError(f"unknown {cls.algo} config field '{key}'{hint}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Config":
+        hints = typing.get_type_hints(cls)
+        kwargs = {}
+        for key, value in data.items():
+            if key not in hints or key == "algo":
+                raise cls.unknown_field_error(key)
+            base, _ = _base_type(hints[key])
+            if typing.get_origin(base) is tuple and isinstance(value, list):
+                value = tuple(value)
+            kwargs[key] = value
+        return cls(**kwargs)
+
+    @classmethod
+    def parse_value(cls, key: str, text: str) -> Any:
+        """Parse a command-line string for field ``key`` according to its type."""
+        hints = typing.get_type_hints(cls)
+        if key not in hints or key == "algo":
+            raise cls.unknown_field_error(key)
+        base, optional = _base_type(hints[key])
+        t = text.strip()
+        if optional and t.lower() in ("none", "null", ""):
+            return None
+        try:
+            if typing.get_origin(base) is tuple:
+                return tuple(int(p) for p in t.replace("x", ",").split(",") if p.strip())
+            if base is bool:
+                if t.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if t.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError
+            if base is int:
+                v = float(t)
+                if not v.is_integer():
+                    raise ValueError
+                return int(v)
+            if base is float:
+                return float(t)
+        except ValueError:
+            kind = {bool: "true or false", int: "an integer", float: "a number"}.get(
+                base, "comma-separated integers")
+            raise ConfigError(f"{cls.__name__}.{key}: cannot read {text!r} as {kind}") from None
+        return t
+
+    def replace(self, **changes: Any) -> "Config":
+        for key in changes:
+            if key not in self.field_names():
+                raise self.unknown_field_error(key)
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def describe(cls) -> str:
+        lines = []
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            rng = _range_text(f.metadata)
+            extra = f" [{rng}]" if rng else ""
+            if f.metadata.get("choices"):
+                extra = f" [one of {', '.join(map(str, f.metadata['choices']))}]"
+            tname = getattr(hints[f.name], "__name__", str(hints[f.name]))
+            lines.append(f"  --{f.name.replace('_', '-')} ({tname}, default {f.default!r}){extra}: "
+                         f"{f.metadata.get('doc', '')}")
+        return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Shared pure functions used by every algorithm; each is unit-tested in tests/core."""

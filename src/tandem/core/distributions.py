@@ -1,0 +1,56 @@
+"""Small distributions for policies (no TFP): Normal and tanh-squashed Normal."""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+class Normal(NamedTuple):
+    """Diagonal Gaussian; log_prob and entropy sum over the last axis."""
+
+    loc: jax.Array
+    scale: jax.Array
+
+    def sample(self, key: jax.Array) -> jax.Array:
+        return self.loc + self.scale * jax.random.normal(key, self.loc.shape, self.loc.dtype)
+
+    def log_prob(self, x: jax.Array) -> jax.Array:
+        z = (x - self.loc) / self.scale
+        return jnp.sum(-0.5 * z**2 - jnp.log(self.scale) - _HALF_LOG_2PI, axis=-1)
+
+    def entropy(self) -> jax.Array:
+        return jnp.sum(0.5 + _HALF_LOG_2PI + jnp.log(self.scale), axis=-1)
+
+
+def tanh_log_det_jacobian(u: jax.Array) -> jax.Array:
+    """log |d tanh(u) / du| = log(1 - tanh(u)^2), summed over the last axis.
+
+    Written as 2 (log 2 - u - softplus(-2u)), which is exact and stays finite for large |u|
+    where 1 - tanh(u)^2 underflows to 0 (SAC paper, appendix C, eq. 21).
+    """
+    return jnp.sum(2.0 * (math.log(2.0) - u - jax.nn.softplus(-2.0 * u)), axis=-1)
+
+
+class TanhNormal(NamedTuple):
+    """a = tanh(u), u ~ Normal(loc, scale). Actions lie in (-1, 1)."""
+
+    loc: jax.Array
+    scale: jax.Array
+
+    def sample_and_log_prob(self, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        base = Normal(self.loc, self.scale)
+        u = base.sample(key)
+        return jnp.tanh(u), base.log_prob(u) - tanh_log_det_jacobian(u)
+
+    def log_prob_pre_tanh(self, u: jax.Array) -> jax.Array:
+        """log density of a = tanh(u), given the pre-squash sample u."""
+        return Normal(self.loc, self.scale).log_prob(u) - tanh_log_det_jacobian(u)
+
+    def mode(self) -> jax.Array:
+        return jnp.tanh(self.loc)

@@ -1,0 +1,107 @@
+"""Host-side metric sinks: CSV, TensorBoard event files, and progress on the terminal.
+
+Nothing here runs inside jit. Metric names follow the vocabulary ``train/``, ``rollout/``,
+``eval/``, ``time/``.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger("tandem")
+
+
+class CSVSink:
+    """Long-format CSV (step, name, value): new metrics never break the header, and a resumed
+    run drops rows past its checkpoint so the curve has no duplicate steps."""
+
+    def __init__(self, path: Path, resume_step: int | None = None) -> None:
+        self.path = Path(path)
+        if resume_step is not None and self.path.exists():
+            with open(self.path, newline="") as fh:
+                rows = [r for r in csv.reader(fh)]
+            kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= resume_step]
+            with open(self.path, "w", newline="") as fh:
+                csv.writer(fh).writerows(kept)
+        new = not self.path.exists()
+        self._fh = open(self.path, "a", newline="")
+        self._w = csv.writer(self._fh)
+        if new:
+            self._w.writerow(["step", "name", "value"])
+
+    def write(self, step: int, metrics: dict[str, float]) -> None:
+        for name, value in metrics.items():
+            self._w.writerow([step, name, repr(float(value))])
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+class TensorBoardSink:
+    """Scalar summaries in a TensorBoard event file (tensorboard's writer; no TensorFlow)."""
+
+    def __init__(self, logdir: Path) -> None:
+        from tensorboard.compat.proto.event_pb2 import Event
+        from tensorboard.compat.proto.summary_pb2 import Summary
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+        self._Event, self._Summary = Event, Summary
+        self._writer = EventFileWriter(str(logdir))
+
+    def write(self, step: int, metrics: dict[str, float]) -> None:
+        values = [self._Summary.Value(tag=k, simple_value=float(v)) for k, v in metrics.items()]
+        self._writer.add_event(self._Event(wall_time=time.time(), step=int(step),
+                                           summary=self._Summary(value=values)))
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class Progress:
+    """A rich progress bar (steps/s, ETA, last return) on a terminal; periodic log lines
+    otherwise, so CI logs and files stay readable."""
+
+    def __init__(self, total: int, start: int, enabled: bool | None = None,
+                 description: str = "train") -> None:
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.total, self.start = total, start
+        self._bar = None
+        if self.enabled:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress,
+                                       TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+            self._bar = RichProgress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[sps]} steps/s"),
+                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                TextColumn("{task.fields[info]}"), transient=False)
+            self._bar.start()
+            self._task = self._bar.add_task(description, total=total, completed=start,
+                                            sps="-", info="")
+
+    def update(self, step: int, sps: float, info: str = "") -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=step, sps=f"{sps:.0f}", info=info)
+
+    def line(self, step: int, metrics: dict[str, float]) -> None:
+        """A plain log line (only when no bar is shown)."""
+        if self._bar is not None:
+            return
+        shown = " ".join(f"{k}={_fmt(v)}" for k, v in metrics.items())
+        log.info("step %d/%d %s", step, self.total, shown)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def _fmt(v: float) -> str:
+    if isinstance(v, float) and (abs(v) >= 1e4 or (0 < abs(v) < 1e-3)) and math.isfinite(v):
+        return f"{v:.3g}"
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
