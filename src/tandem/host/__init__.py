@@ -1,0 +1,1 @@
+"""The Python-environment (Gymnasium) driver: NumPy collection + the jitted updates."""

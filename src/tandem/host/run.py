@@ -1,0 +1,297 @@
+"""Run folders and the public API: train, resume, load, evaluate.
+
+A run folder holds ``config.json`` (algorithm, env, seed, config, env spaces), ``summary.json``,
+``metrics.csv``, TensorBoard event files under ``tb/`` and ``checkpoints/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import jax
+import numpy as np
+
+from tandem.algos import get_algo
+from tandem.config import Config
+from tandem.core.checkpoint import (atomic_write_text, latest_checkpoint, load_checkpoint,
+                                    restore_pytree, save_checkpoint)
+from tandem.core.evaluate import evaluate_policy
+from tandem.core.logging import CSVSink, Progress, TensorBoardSink
+from tandem.core.normalize import RunningMeanStd
+from tandem.core.types import ObsStats
+from tandem.envs.gym import EnvInfo, flatten_obs, make_env, scale_action
+from tandem.errors import CheckpointError, ConfigError, EnvError
+from tandem.host.offpolicy import (Learner, learner_arrays, learner_meta, new_learner,
+                                   restore_learner, run_steps)
+
+log = logging.getLogger("tandem")
+
+
+# ============================================================================ deployment
+@dataclasses.dataclass
+class Policy:
+    """A trained deterministic policy: raw env observation in, env-scaled action out."""
+
+    algo: str
+    params: Any
+    obs_stats: ObsStats | None
+    action_low: np.ndarray
+    action_high: np.ndarray
+    obs_layout: dict
+    _act: Any
+
+    def act(self, obs: Any) -> np.ndarray:
+        """Action for one raw env observation (Dict/Tuple/multi-dim observations are
+        flattened as in training); for a 1-D Box env also a batch [N, obs_dim]."""
+        flat_box = self.obs_layout["type"] == "box" and len(self.obs_layout["shape"]) == 1
+        return self.act_flat(obs if flat_box else flatten_obs(self.obs_layout, obs))
+
+    def act_flat(self, obs: np.ndarray) -> np.ndarray:
+        """Action for an already flattened observation [obs_dim] or batch [N, obs_dim]."""
+        a = np.asarray(self._act(self.params, self.obs_stats, np.asarray(obs, np.float32)))
+        return np.clip(scale_action(a, self.action_low, self.action_high), self.action_low,
+                       self.action_high)
+
+    __call__ = act
+
+
+@dataclasses.dataclass
+class Run:
+    """A finished (or resumed) training run."""
+
+    dir: Path
+    algo: str
+    env_id: str | None
+    seed: int
+    config: Config
+    summary: dict
+    state: Any
+    policy: Policy
+
+    def act(self, obs: Any) -> np.ndarray:
+        return self.policy.act(obs)
+
+
+def _policy_from(algo: str, fns, params, rms: RunningMeanStd | None, spec: dict) -> Policy:
+    return Policy(algo, params, None if rms is None else rms.stats(),
+                  np.asarray(spec["action_low"], np.float64),
+                  np.asarray(spec["action_high"], np.float64), spec["obs_layout"], fns.act)
+
+
+# ============================================================================ helpers
+def _read_run(run_dir: Path) -> dict:
+    path = Path(run_dir) / "config.json"
+    if not Path(run_dir).is_dir():
+        raise CheckpointError(f"run folder '{run_dir}' does not exist")
+    if not path.is_file():
+        raise CheckpointError(f"'{run_dir}' is not a tandem run folder (no config.json)")
+    try:
+        run = json.loads(path.read_text())
+        run["algo"], run["config"], run["env_spec"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"'{path}' is corrupt or not a tandem run config ({exc!r})") from None
+    return run
+
+
+def _config_from(run: dict) -> Config:
+    spec = get_algo(run["algo"])
+    try:
+        return spec.config_cls.from_dict(run["config"])
+    except ConfigError as exc:
+        raise CheckpointError(f"run config is invalid for this tandem version: {exc}") from None
+
+
+def _default_out(algo: str, env_id: str | None, seed: int) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{algo}_{(env_id or 'custom').replace('/', '_')}_seed{seed}_{stamp}"
+
+
+def _versions() -> dict:
+    import flax
+    import optax
+
+    from tandem import __version__
+    return {"tandem": __version__, "jax": jax.__version__, "flax": flax.__version__,
+            "optax": optax.__version__, "gymnasium": gym.__version__,
+            "numpy": np.__version__, "python": platform.python_version()}
+
+
+class _Session:
+    """Sinks and checkpointing for one training call (host side only)."""
+
+    def __init__(self, run_dir: Path, ln: Learner, algo: str, resume_step: int | None,
+                 total: int, progress: bool | None) -> None:
+        self.run_dir, self.ln, self.algo = run_dir, ln, algo
+        self.csv = CSVSink(run_dir / "metrics.csv", resume_step)
+        self.tb = TensorBoardSink(run_dir / "tb")
+        self.progress = Progress(total, ln.host.step, progress, f"{algo}")
+
+    def on_log(self, step: int, metrics: dict) -> None:
+        self.csv.write(step, metrics)
+        self.tb.write(step, metrics)
+        self.progress.line(step, metrics)
+
+    def on_progress(self, step: int, sps: float) -> None:
+        r = self.ln.host.recent_returns
+        self.progress.update(step, sps, f"return {np.mean(r):.1f}" if r else "")
+
+    def on_checkpoint(self, step: int) -> None:
+        ln = self.ln
+        save_checkpoint(self.run_dir / "checkpoints", algo=self.algo, step=step,
+                        arrays=learner_arrays(ln), meta=learner_meta(ln),
+                        keep=ln.cfg.keep_checkpoints)
+
+    def close(self) -> None:
+        self.progress.close()
+        self.csv.close()
+        self.tb.close()
+
+
+def _train_session(run_dir: Path, run: dict, ln: Learner, until: int, progress: bool | None,
+                   resume_step: int | None, eval_env: gym.Env) -> Run:
+    algo = run["algo"]
+    session = _Session(run_dir, ln, algo, resume_step, until, progress)
+    start_step, t0 = ln.host.step, time.perf_counter()
+    try:
+        run_steps(ln, until, session.on_log, session.on_checkpoint, session.on_progress)
+        wall = time.perf_counter() - t0
+        session.on_checkpoint(ln.host.step)
+    finally:
+        session.close()
+    policy = _policy_from(algo, ln.fns, ln.fns.policy_params(ln.state), ln.rms, run["env_spec"])
+    ev = evaluate_policy(policy.act_flat, eval_env, ln.cfg.eval_episodes, ln.seed)
+    summary = {"algo": algo, "env": run["env"], "seed": ln.seed, "steps": ln.host.step,
+               "version": _versions()["tandem"],
+               **{k: v for k, v in ev.items() if k.startswith("eval/")},
+               "eval/returns": ev["returns"],
+               "time/sps": (ln.host.step - start_step) / max(wall, 1e-9), "time/wall_s": wall,
+               "rollout/episodes": ln.host.episode,
+               "rollout/ep_return_mean": (float(np.mean(ln.host.recent_returns))
+                                          if ln.host.recent_returns else None),
+               "resumed_from": resume_step, "versions": _versions(),
+               "machine": {"platform": platform.platform(), "cpus": __import__("os").cpu_count(),
+                           "jax_backend": jax.default_backend()}}
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
+    log.info("done: %d steps, eval return %.2f +- %.2f over %d episodes, %.1f steps/s -> %s",
+             ln.host.step, summary["eval/return_mean"], summary["eval/return_std"],
+             ev["eval/episodes"], summary["time/sps"], run_dir)
+    return Run(run_dir, algo, run["env"], ln.seed, ln.cfg, summary, ln.state, policy)
+
+
+def _eval_env(info: EnvInfo, env_kwargs: dict | None) -> gym.Env:
+    """A separate env instance for evaluation when the env can be re-made from its id."""
+    if info.env_id is not None:
+        return make_env(info.env_id, env_kwargs=env_kwargs).env
+    return info.env  # an unregistered instance: evaluated after training, on the same object
+
+
+# ============================================================================ public API
+def train(cfg: Config, env: str | gym.Env, steps: int = 50_000, seed: int = 0,
+          out: str | Path | None = None, progress: bool | None = None,
+          env_kwargs: dict | None = None) -> Run:
+    """Train ``cfg``'s algorithm on ``env`` (an id or a gymnasium.Env) for ``steps`` env steps.
+
+    Writes a run folder (``out``, default ``runs/<algo>_<env>_seed<S>_<time>``) and returns
+    the :class:`Run`, whose ``policy.act(obs)`` gives deployable actions.
+    """
+    if not isinstance(cfg, Config):
+        raise ConfigError(f"cfg must be a tandem config such as SACConfig(), got "
+                          f"{type(cfg).__name__}")
+    for name, value in (("steps", steps), ("seed", seed)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (
+                1 if name == "steps" else 0):
+            raise ConfigError(f"{name}={value!r}: must be an integer >= "
+                              f"{1 if name == 'steps' else 0}")
+    spec = get_algo(cfg.algo)
+    info = make_env(env, cfg.algo, env_kwargs)
+    run_dir = Path(out) if out is not None else _default_out(cfg.algo, info.env_id, seed)
+    if (run_dir / "config.json").exists() or (run_dir / "checkpoints").exists():
+        raise ConfigError(f"'{run_dir}' already holds a run; continue it with `tandem resume "
+                          f"{run_dir}` or choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run = {"algo": cfg.algo, "env": info.env_id, "env_from_instance": not isinstance(env, str),
+           "env_kwargs": env_kwargs or {}, "seed": int(seed), "steps": int(steps),
+           "config": cfg.to_dict(), "env_spec": info.spec_json(), "versions": _versions()}
+    atomic_write_text(run_dir / "config.json", json.dumps(run, indent=1))
+    fns = spec.make_fns(cfg, info.obs_dim, info.action_dim)
+    ln = new_learner(cfg, info, fns, int(seed))
+    log.info("training %s on %s for %d steps (seed %d) -> %s", cfg.algo, info.env_id or "env",
+             steps, seed, run_dir)
+    return _train_session(run_dir, run, ln, int(steps), progress, None,
+                          _eval_env(info, env_kwargs))
+
+
+def _env_for_run(run: dict, env: str | gym.Env | None) -> EnvInfo:
+    if env is None:
+        if run.get("env_from_instance") and run.get("env") is None:
+            raise EnvError("this run was trained on an unregistered env instance; pass the env "
+                           "(Python: env=...) to continue or evaluate it")
+        env = run["env"]
+    info = make_env(env, run["algo"], run.get("env_kwargs") or None)
+    want = run["env_spec"]
+    if info.obs_dim != want["obs_dim"] or info.action_dim != want["action_dim"]:
+        raise EnvError(f"env has obs_dim={info.obs_dim}, action_dim={info.action_dim}; the run "
+                       f"was trained with {want['obs_dim']} and {want['action_dim']}")
+    return info
+
+
+def resume(run_dir: str | Path, steps: int | None = None, progress: bool | None = None,
+           env: str | gym.Env | None = None) -> Run:
+    """Continue a run from its latest checkpoint: ``steps`` more env steps, or (None) up to
+    the total it was started with, so a crashed run finishes what it was asked to do."""
+    run_dir = Path(run_dir)
+    run = _read_run(run_dir)
+    cfg = _config_from(run)
+    ckpt = latest_checkpoint(run_dir)
+    meta, arrays = load_checkpoint(ckpt, expect_algo=run["algo"])
+    info = _env_for_run(run, env)
+    fns = get_algo(run["algo"]).make_fns(cfg, info.obs_dim, info.action_dim)
+    ln = restore_learner(cfg, info, fns, meta, arrays, str(ckpt))
+    start = ln.host.step
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise ConfigError(f"steps={steps!r}: must be an integer >= 1")
+    until = start + steps if steps is not None else int(run["steps"])
+    if until <= start:
+        raise ConfigError(f"the run is already at step {start} (asked total {run['steps']}); "
+                          "pass --steps M to train M more steps")
+    run["steps"] = until
+    atomic_write_text(run_dir / "config.json", json.dumps(run, indent=1))
+    log.info("resuming %s from %s (step %d) to step %d", run["algo"], ckpt, start, until)
+    return _train_session(run_dir, run, ln, until, progress, start,
+                          _eval_env(info, run.get("env_kwargs") or None))
+
+
+def load(run_dir: str | Path) -> Policy:
+    """The deployable policy of a run folder (its latest checkpoint)."""
+    run_dir = Path(run_dir)
+    run = _read_run(run_dir)
+    cfg = _config_from(run)
+    ckpt = latest_checkpoint(run_dir)
+    meta, arrays = load_checkpoint(ckpt, expect_algo=run["algo"])
+    spec = run["env_spec"]
+    fns = get_algo(run["algo"]).make_fns(cfg, spec["obs_dim"], spec["action_dim"])
+    template = jax.eval_shape(fns.init, jax.random.PRNGKey(0))
+    params = restore_pytree(fns.policy_params(template), arrays, "state/actor_params", str(ckpt))
+    rms = RunningMeanStd.from_state(arrays) if meta.get("host", {}).get("normalize_obs") else None
+    return _policy_from(run["algo"], fns, params, rms, spec)
+
+
+def evaluate(run_dir: str | Path, episodes: int = 10, seed: int | None = None,
+             env: str | gym.Env | None = None) -> dict:
+    """Deterministic evaluation of a run's policy; writes ``eval.json`` in the run folder."""
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise ConfigError(f"episodes={episodes!r}: must be an integer >= 1")
+    run_dir = Path(run_dir)
+    run = _read_run(run_dir)
+    policy = load(run_dir)
+    info = _env_for_run(run, env)
+    result = evaluate_policy(policy.act_flat, info.env, episodes, run["seed"] if seed is None else seed)
+    atomic_write_text(run_dir / "eval.json", json.dumps(result, indent=1))
+    return result

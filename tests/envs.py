@@ -1,0 +1,74 @@
+"""Tiny analytic envs for tests."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+
+class LineEnv(gym.Env):
+    """1-D position x in [-1, 1]; action moves it; reward -|x|. Terminates when |x| > 0.9 if
+    ``terminate`` is set; truncation comes from a TimeLimit wrapper.
+
+    Observations encode the step count so the tests can tell the final observation of an
+    episode from the first observation of the next.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, low=-1.0, high=1.0, terminate=True, bad_step=None, bad="reward"):
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+        self.action_space = gym.spaces.Box(np.float32(low), np.float32(high), (1,), np.float32)
+        self.terminate, self.bad_step, self.bad = terminate, bad_step, bad
+        self.actions: list[np.ndarray] = []
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.x, self.t = float(self.np_random.uniform(-0.5, 0.5)), 0
+        return self._obs(), {}
+
+    def _obs(self):
+        return np.array([self.x, self.t], np.float32)
+
+    def step(self, action):
+        self.actions.append(np.array(action, copy=True))
+        self.t += 1
+        self.x = float(np.clip(self.x + 0.1 * float(np.asarray(action).reshape(-1)[0]), -1, 1))
+        reward = -abs(self.x)
+        obs = self._obs()
+        if self.bad_step is not None and self.t == self.bad_step:
+            if self.bad == "reward":
+                reward = float("nan")
+            else:
+                obs[0] = np.inf
+        terminated = self.terminate and abs(self.x) > 0.9
+        return obs, reward, terminated, False, {}
+
+
+def line_env(max_steps=20, **kw) -> gym.Env:
+    return gym.wrappers.TimeLimit(LineEnv(**kw), max_episode_steps=max_steps)
+
+
+class DictObsEnv(LineEnv):
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.observation_space = gym.spaces.Dict({
+            "pos": gym.spaces.Box(-1, 1, (1,), np.float32),
+            "time": gym.spaces.Box(0, np.inf, (1,), np.float32),
+            "mode": gym.spaces.Discrete(3)})
+
+    def _obs(self):
+        return {"pos": np.array([self.x], np.float32), "time": np.array([self.t], np.float32),
+                "mode": self.t % 3}
+
+
+class ImageObsEnv(LineEnv):
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.observation_space = gym.spaces.Box(0, 255, (16, 16, 3), np.uint8)
+
+
+class DiscreteActionEnv(LineEnv):
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.action_space = gym.spaces.Discrete(3)
