@@ -1,0 +1,142 @@
+"""Command line: ``tandem train|eval|resume ...``.
+
+Exit codes: 0 on success, 2 with one line on stderr for a usage, config, env or checkpoint
+error (anything a user can fix), 1 for an unexpected failure (a bug: the traceback is shown).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Sequence
+
+from tandem.errors import ConfigError, TandemError
+
+EXIT_USAGE = 2
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing the usage block and exiting."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        raise _UsageError(message)
+
+
+def _build_parser() -> _Parser:
+    from tandem.algos import algo_names
+
+    p = _Parser(prog="tandem", description="Train, evaluate and resume actor-critic agents.")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train an agent; extra --field value pairs set config "
+                       "fields (see `tandem config ALGO`)")
+    t.add_argument("algo", choices=algo_names())
+    t.add_argument("--env", default="Pendulum-v1", help="Gymnasium env id (default Pendulum-v1)")
+    t.add_argument("--steps", type=int, default=50_000, help="env steps to train")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", default=None, help="run folder (default runs/<algo>_<env>_seed<S>_<time>)")
+    t.add_argument("--progress", choices=("auto", "bar", "lines"), default="auto")
+
+    e = sub.add_parser("eval", help="evaluate a run's deterministic policy")
+    e.add_argument("run_dir")
+    e.add_argument("--episodes", type=int, default=10)
+    e.add_argument("--seed", type=int, default=None)
+
+    r = sub.add_parser("resume", help="continue a run from its latest checkpoint")
+    r.add_argument("run_dir")
+    r.add_argument("--steps", type=int, default=None,
+                   help="more env steps to train (default: up to the run's original total)")
+    r.add_argument("--progress", choices=("auto", "bar", "lines"), default="auto")
+
+    c = sub.add_parser("config", help="list an algorithm's config fields, defaults and ranges")
+    c.add_argument("algo", choices=algo_names())
+    return p
+
+
+def _parse_overrides(config_cls, extra: Sequence[str]) -> dict:
+    """['--batch-size', '128', '--tau=0.01'] -> {'batch_size': 128, 'tau': 0.01}."""
+    out, i = {}, 0
+    while i < len(extra):
+        tok = extra[i]
+        if not tok.startswith("--") or tok == "--":
+            raise _UsageError(f"unexpected argument '{tok}'")
+        key, _, value = tok[2:].partition("=")
+        key = key.replace("-", "_")
+        if not value:
+            if i + 1 >= len(extra) or extra[i + 1].startswith("--"):
+                raise _UsageError(f"--{tok[2:]} needs a value")
+            value = extra[i + 1]
+            i += 1
+        out[key] = config_cls.parse_value(key, value)
+        i += 1
+    return out
+
+
+def _progress(choice: str) -> bool | None:
+    return {"auto": None, "bar": True, "lines": False}[choice]
+
+
+def _run(argv: Sequence[str]) -> int:
+    parser = _build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    if extra and args.command != "train":
+        raise _UsageError(f"unrecognized arguments: {' '.join(extra)}")
+
+    import tandem
+    from tandem.algos import get_algo
+
+    if args.command == "config":
+        print(f"{args.algo} config fields:\n{get_algo(args.algo).config_cls.describe()}")
+        return 0
+    if args.command == "train":
+        spec = get_algo(args.algo)
+        cfg = spec.config_cls(**_parse_overrides(spec.config_cls, extra))
+        run = tandem.train(cfg, args.env, steps=args.steps, seed=args.seed, out=args.out,
+                           progress=_progress(args.progress))
+        _print_result(run.dir, run.summary)
+    elif args.command == "resume":
+        run = tandem.resume(args.run_dir, steps=args.steps, progress=_progress(args.progress))
+        _print_result(run.dir, run.summary)
+    elif args.command == "eval":
+        result = tandem.evaluate(args.run_dir, episodes=args.episodes, seed=args.seed)
+        print(json.dumps({k: v for k, v in result.items() if k.startswith("eval/")}))
+    return 0
+
+
+def _print_result(run_dir, summary: dict) -> None:
+    keys = ("algo", "env", "seed", "steps", "eval/return_mean", "eval/return_std",
+            "eval/episodes", "time/sps", "time/wall_s")
+    print(json.dumps({"run_dir": str(run_dir), **{k: summary[k] for k in keys}}))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("absl").setLevel(logging.WARNING)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _run(argv)
+    except _UsageError as exc:
+        print(f"tandem: error: {exc} (see tandem --help)", file=sys.stderr)
+        return EXIT_USAGE
+    except (TandemError, ConfigError) as exc:
+        print(f"tandem: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("tandem: interrupted; continue with `tandem resume RUN_DIR` from the last "
+              "checkpoint", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
