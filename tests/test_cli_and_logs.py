@@ -85,3 +85,17 @@ def test_console_script_entry_point(tmp_path):
     helped = subprocess.run([sys.executable, "-m", "tandem.cli", "config", "sac"],
                             capture_output=True, text=True, env=env, timeout=120)
     assert helped.returncode == 0 and "--learning-starts" in helped.stdout
+
+
+def test_progress_bar_on_a_terminal(tmp_path):
+    # `script` gives the command a pseudo-terminal, as a user's shell would.
+    import shutil
+    if shutil.which("script") is None:
+        pytest.skip("util-linux `script` not available")
+    cmd = (f"{sys.executable} -m tandem.cli train sac --env Pendulum-v1 --steps 120 "
+           f"--out {tmp_path / 'r'} " + " ".join(TINY_ARGS))
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "COLUMNS": "160", "TERM": "xterm"}
+    out = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True,
+                         env=env, timeout=180)
+    assert out.returncode == 0, out.stdout[-2000:]
+    assert "steps/s" in out.stdout and "120/120" in out.stdout and "ETA" in out.stdout

@@ -92,3 +92,15 @@ def test_instance_run_needs_the_env_to_resume(tmp_path):
     train(TINY, LineEnv(), steps=60, out=tmp_path / "r", progress=False)
     with pytest.raises(EnvError, match="pass the env"):
         resume(tmp_path / "r", steps=10)
+
+
+def test_registered_custom_env_by_id(tmp_path):
+    if "tandem-test/Line-v0" not in gym.registry:
+        gym.register("tandem-test/Line-v0", entry_point="tests.envs:LineEnv",
+                     max_episode_steps=20)
+    run = train(TINY, "tandem-test/Line-v0", steps=80, seed=0, out=tmp_path / "r",
+                progress=False)
+    assert run.summary["env"] == "tandem-test/Line-v0"
+    # the run can be evaluated and resumed by id alone, like a built-in env
+    assert evaluate(tmp_path / "r", episodes=2)["eval/episodes"] == 2
+    assert resume(tmp_path / "r", steps=20, progress=False).summary["steps"] == 100
