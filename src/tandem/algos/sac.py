@@ -22,6 +22,7 @@ from tandem.core.normalize import normalize_obs
 from tandem.core.optim import make_optimizer, polyak
 from tandem.core.returns import td_target
 from tandem.core.types import ObsStats, Transition, mean_metrics
+from tandem.errors import ConfigError
 
 
 # ============================================================================ config
@@ -66,7 +67,6 @@ class SACConfig(Config):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.batch_size > self.buffer_size:
-            from tandem.errors import ConfigError
             raise ConfigError(f"SACConfig.batch_size={self.batch_size} exceeds buffer_size="
                               f"{self.buffer_size}: lower batch_size or raise buffer_size")
 

@@ -133,8 +133,6 @@ def restore_learner(cfg, info: EnvInfo, fns, meta: dict, arrays: dict, source: s
         host = HostState(int(hm["step"]), int(hm["episode"]), saved_obs, rng,
                          float(hm["episode_return"]), list(actions),
                          list(hm["recent_returns"]), list(hm["recent_lengths"]))
-    except CheckpointError:
-        raise
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{source}: host state is incomplete or malformed ({exc!r})") from None
 
@@ -172,7 +170,7 @@ def run_steps(ln: Learner, until: int, on_log: Callable[[int, dict], None],
         if t < cfg.learning_starts:
             a = h.rng.uniform(-1.0, 1.0, info.action_dim).astype(np.float32)
         else:
-            a = np.asarray(explore(ln.state.actor_params, stats, h.obs, ln.explore_key, t))
+            a = np.asarray(explore(fns.policy_params(ln.state), stats, h.obs, ln.explore_key, t))
         env_a = low + (a.astype(np.float64) + 1.0) * half_range
         next_obs, reward, terminated, truncated, _ = env.step(env_a)
         next_obs = np.asarray(next_obs, np.float32)
