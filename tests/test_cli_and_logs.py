@@ -99,3 +99,27 @@ def test_progress_bar_on_a_terminal(tmp_path):
                          env=env, timeout=180)
     assert out.returncode == 0, out.stdout[-2000:]
     assert "steps/s" in out.stdout and "120/120" in out.stdout and "ETA" in out.stdout
+
+
+def test_ctrl_c_checkpoints_at_the_current_step_and_resume_continues(tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "r"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.Popen([sys.executable, "-m", "tandem.cli", "train", "sac", "--env",
+                             "Pendulum-v1", "--steps", "1000000", "--out", str(out),
+                             "--progress", "lines", *TINY_ARGS],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 120
+    while not (out / "metrics.csv").exists() or "100" not in (out / "metrics.csv").read_text():
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted at step" in err and "Traceback" not in err
+    step = int(err.split("interrupted at step ")[1].split(";")[0])
+    assert step >= 100
+    assert main(["resume", str(out), "--steps", "20", "--progress", "lines"]) == 0
+    assert json.loads((out / "summary.json").read_text())["steps"] == step + 20

@@ -9,8 +9,9 @@
 __version__ = "0.1.0"
 
 from tandem.algos.sac import SACConfig  # noqa: E402
-from tandem.errors import CheckpointError, ConfigError, EnvError, TandemError  # noqa: E402
+from tandem.errors import (CheckpointError, ConfigError, EnvError, TandemError,  # noqa: E402
+                           TrainingInterrupted)
 from tandem.host.run import Policy, Run, evaluate, load, resume, train  # noqa: E402
 
 __all__ = ["SACConfig", "train", "resume", "load", "evaluate", "Run", "Policy", "TandemError",
-           "ConfigError", "EnvError", "CheckpointError", "__version__"]
+           "ConfigError", "EnvError", "CheckpointError", "TrainingInterrupted", "__version__"]

@@ -1,7 +1,8 @@
 """Command line: ``tandem train|eval|resume ...``.
 
 Exit codes: 0 on success, 2 with one line on stderr for a usage, config, env or checkpoint
-error (anything a user can fix), 1 for an unexpected failure (a bug: the traceback is shown).
+error (anything a user can fix), 130 when interrupted with Ctrl-C (a checkpoint is written at
+the step where it stopped), 1 for an unexpected failure (a bug: the traceback is shown).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import os
 import sys
 from typing import Sequence
 
-from tandem.errors import ConfigError, TandemError
+from tandem.errors import TandemError, TrainingInterrupted
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 
 class _UsageError(Exception):
@@ -129,13 +131,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _UsageError as exc:
         print(f"tandem: error: {exc} (see tandem --help)", file=sys.stderr)
         return EXIT_USAGE
-    except (TandemError, ConfigError) as exc:
+    except TrainingInterrupted as exc:
+        print(f"tandem: {exc}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except TandemError as exc:
         print(f"tandem: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("tandem: interrupted; continue with `tandem resume RUN_DIR` from the last "
+        print("tandem: aborted; continue with `tandem resume RUN_DIR` from the last "
               "checkpoint", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

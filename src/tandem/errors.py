@@ -22,3 +22,7 @@ class EnvError(TandemError):
 
 class CheckpointError(TandemError):
     """A checkpoint or run folder is missing, corrupt, or from something else."""
+
+
+class TrainingInterrupted(TandemError):
+    """Training was stopped by the user (Ctrl-C); a checkpoint was written first."""

@@ -68,6 +68,7 @@ class Learner:
     rms: RunningMeanStd | None
     explore_key: jax.Array
     last_metrics: dict = dataclasses.field(default_factory=dict)
+    stop_requested: bool = False  # set by a signal handler; the loop stops at a step boundary
 
     def obs_stats(self):
         return None if self.rms is None else self.rms.stats()
@@ -212,3 +213,5 @@ def run_steps(ln: Learner, until: int, on_log: Callable[[int, dict], None],
             on_log(h.step, metrics)
         if cfg.checkpoint_every and h.step % cfg.checkpoint_every == 0 and h.step < until:
             on_checkpoint(h.step)
+        if ln.stop_requested:
+            return

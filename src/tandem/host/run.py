@@ -6,10 +6,13 @@ A run folder holds ``config.json`` (algorithm, env, seed, config, env spaces), `
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import platform
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +30,7 @@ from tandem.core.logging import CSVSink, Progress, TensorBoardSink
 from tandem.core.normalize import RunningMeanStd
 from tandem.core.types import ObsStats
 from tandem.envs.gym import EnvInfo, flatten_obs, make_env, scale_action
-from tandem.errors import CheckpointError, ConfigError, EnvError
+from tandem.errors import CheckpointError, ConfigError, EnvError, TandemError, TrainingInterrupted
 from tandem.host.offpolicy import (Learner, learner_arrays, learner_meta, new_learner,
                                    restore_learner, run_steps)
 
@@ -160,11 +163,17 @@ def _train_session(run_dir: Path, run: dict, ln: Learner, until: int, progress: 
     session = _Session(run_dir, ln, algo, resume_step, until, progress)
     start_step, t0 = ln.host.step, time.perf_counter()
     try:
-        run_steps(ln, until, session.on_log, session.on_checkpoint, session.on_progress)
+        with _stop_on_interrupt(ln):
+            run_steps(ln, until, session.on_log, session.on_checkpoint, session.on_progress)
         wall = time.perf_counter() - t0
         session.on_checkpoint(ln.host.step)
+    except TandemError as exc:  # e.g. the env returned NaN: say what was kept
+        raise type(exc)(f"{exc}. {_kept(run_dir)}") from None
     finally:
         session.close()
+    if ln.stop_requested:
+        raise TrainingInterrupted(f"interrupted at step {ln.host.step}; a checkpoint was written "
+                                  f"there: continue with `tandem resume {run_dir}`")
     policy = _policy_from(algo, ln.fns, ln.fns.policy_params(ln.state), ln.rms, run["env_spec"])
     ev = evaluate_policy(policy.act_flat, eval_env, ln.cfg.eval_episodes, ln.seed)
     summary = {"algo": algo, "env": run["env"], "seed": ln.seed, "steps": ln.host.step,
@@ -183,6 +192,36 @@ def _train_session(run_dir: Path, run: dict, ln: Learner, until: int, progress: 
              ln.host.step, summary["eval/return_mean"], summary["eval/return_std"],
              ev["eval/episodes"], summary["time/sps"], run_dir)
     return Run(run_dir, algo, run["env"], ln.seed, ln.cfg, summary, ln.state, policy)
+
+
+@contextlib.contextmanager
+def _stop_on_interrupt(ln: Learner):
+    """First Ctrl-C: finish the current step, checkpoint, stop. Second: abort at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        ln.stop_requested = True
+        log.warning("interrupt: stopping after this step and writing a checkpoint "
+                    "(press Ctrl-C again to abort without one)")
+        signal.signal(signal.SIGINT, previous)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _kept(run_dir: Path) -> str:
+    try:
+        ckpt = latest_checkpoint(run_dir)
+    except CheckpointError:
+        return f"No checkpoint was written yet in {run_dir}"
+    step = int(ckpt.name.split("_")[-1])
+    return (f"The last checkpoint is at step {step}; after fixing the cause, continue with "
+            f"`tandem resume {run_dir}`")
 
 
 def _eval_env(info: EnvInfo, env_kwargs: dict | None) -> gym.Env:
