@@ -22,8 +22,15 @@ def run_dir(tmp_path_factory):
     return out
 
 
+def _strict_json(text):
+    """json.loads that refuses NaN/Infinity, which other JSON readers reject."""
+    def refuse(const):
+        raise ValueError(f"non-standard JSON constant {const}")
+    return json.loads(text, parse_constant=refuse)
+
+
 def test_train_writes_the_run_folder(run_dir, capsys):
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = _strict_json((run_dir / "summary.json").read_text())
     for key in ("algo", "env", "seed", "steps", "version", "eval/return_mean",
                 "eval/return_std", "eval/episodes", "time/sps", "time/wall_s"):
         assert key in summary, key

@@ -36,9 +36,10 @@ def evaluate_policy(policy: Callable[[np.ndarray], np.ndarray], env: gym.Env, ep
                 done = True
         returns.append(total)
         lengths.append(n)
+    if not episodes:  # None, not NaN: summary.json stays strict JSON
+        return {"eval/return_mean": None, "eval/return_std": None, "eval/episodes": 0,
+                "eval/length_mean": None, "returns": [], "lengths": []}
     r = np.asarray(returns, np.float64)
-    return {"eval/return_mean": float(r.mean()) if episodes else float("nan"),
-            "eval/return_std": float(r.std()) if episodes else float("nan"),
-            "eval/episodes": episodes,
-            "eval/length_mean": float(np.mean(lengths)) if episodes else float("nan"),
+    return {"eval/return_mean": float(r.mean()), "eval/return_std": float(r.std()),
+            "eval/episodes": episodes, "eval/length_mean": float(np.mean(lengths)),
             "returns": returns, "lengths": lengths}

@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import platform
 import signal
 import threading
@@ -176,20 +177,22 @@ def _train_session(run_dir: Path, run: dict, ln: Learner, until: int, progress: 
                                   f"there: continue with `tandem resume {run_dir}`")
     policy = _policy_from(algo, ln.fns, ln.fns.policy_params(ln.state), ln.rms, run["env_spec"])
     ev = evaluate_policy(policy.act_flat, eval_env, ln.cfg.eval_episodes, ln.seed)
+    versions = _versions()
     summary = {"algo": algo, "env": run["env"], "seed": ln.seed, "steps": ln.host.step,
-               "version": _versions()["tandem"],
+               "version": versions["tandem"],
                **{k: v for k, v in ev.items() if k.startswith("eval/")},
                "eval/returns": ev["returns"],
                "time/sps": (ln.host.step - start_step) / max(wall, 1e-9), "time/wall_s": wall,
                "rollout/episodes": ln.host.episode,
                "rollout/ep_return_mean": (float(np.mean(ln.host.recent_returns))
                                           if ln.host.recent_returns else None),
-               "resumed_from": resume_step, "versions": _versions(),
-               "machine": {"platform": platform.platform(), "cpus": __import__("os").cpu_count(),
+               "resumed_from": resume_step, "versions": versions,
+               "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                            "jax_backend": jax.default_backend()}}
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
-    log.info("done: %d steps, eval return %.2f +- %.2f over %d episodes, %.1f steps/s -> %s",
-             ln.host.step, summary["eval/return_mean"], summary["eval/return_std"],
+    log.info("done: %d steps, eval return %s over %d episodes, %.1f steps/s -> %s",
+             ln.host.step, "n/a" if ev["eval/return_mean"] is None else
+             f"{ev['eval/return_mean']:.2f} +- {ev['eval/return_std']:.2f}",
              ev["eval/episodes"], summary["time/sps"], run_dir)
     return Run(run_dir, algo, run["env"], ln.seed, ln.cfg, summary, ln.state, policy)
 
