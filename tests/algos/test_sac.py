@@ -88,16 +88,24 @@ def test_zero_learning_rate_isolates_networks():
         jax.tree_util.tree_leaves(s0.critic_params), jax.tree_util.tree_leaves(s1.critic_params)))
 
 
-def test_no_retrace_across_chunks():
-    info = make_env(line_env(max_steps=30))
-    f = make_sac(TINY, info.obs_dim, info.action_dim)
-    ln = new_learner(TINY, info, f, seed=0)
+def _learner(env, seed=0):
+    """A host learner on ``env`` with the shared tiny config (compiled code is reused)."""
+    info = make_env(env)
+    return new_learner(TINY, info, make_sac(TINY, info.obs_dim, info.action_dim), seed=seed)
+
+
+def _advance(ln, until):
     noop = lambda *a: None  # noqa: E731
-    run_steps(ln, 120, noop, noop, noop)
-    first = dict(f.traces)
+    run_steps(ln, until, noop, noop, noop)
+
+
+def test_no_retrace_across_chunks():
+    ln = _learner(line_env(max_steps=30))
+    _advance(ln, 120)
+    first = dict(ln.fns.traces)
     assert first["update_many"] >= 1 and first["explore"] >= 1
-    run_steps(ln, 400, noop, noop, noop)  # many more update and act calls
-    assert f.traces == first
+    _advance(ln, 400)  # many more update and act calls
+    assert ln.fns.traces == first
 
 
 def _params(state):
@@ -117,11 +125,8 @@ def test_truncation_keeps_bootstrap_and_final_obs():
     # No termination: a 20-step time limit only truncates. Stored transitions must never be
     # marked terminal, and the last transition of each episode must carry its own final
     # observation (t = 20), not the first observation of the next episode (t = 0).
-    info = make_env(line_env(max_steps=20, terminate=False))
-    f = make_sac(TINY, info.obs_dim, info.action_dim)
-    ln = new_learner(TINY, info, f, seed=0)
-    noop = lambda *a: None  # noqa: E731
-    run_steps(ln, 60, noop, noop, noop)
+    ln = _learner(line_env(max_steps=20, terminate=False))
+    _advance(ln, 60)
     d = ln.replay.data
     assert ln.host.episode == 3
     assert not d["terminated"][:60].any()
@@ -130,11 +135,8 @@ def test_truncation_keeps_bootstrap_and_final_obs():
 
 
 def test_termination_is_stored_and_stops_bootstrapping():
-    info = make_env(line_env(max_steps=200, terminate=True))
-    f = make_sac(TINY, info.obs_dim, info.action_dim)
-    ln = new_learner(TINY, info, f, seed=1)
-    noop = lambda *a: None  # noqa: E731
-    run_steps(ln, 400, noop, noop, noop)
+    ln = _learner(line_env(max_steps=200, terminate=True), seed=1)
+    _advance(ln, 400)
     d = ln.replay.data
     term = d["terminated"][:400].astype(bool)
     assert term.any()
