@@ -25,10 +25,6 @@ class EnvInfo:
     action_high: np.ndarray   # [action_dim] float64
     obs_layout: dict          # JSON description used to flatten raw observations at deployment
 
-    def scale_action(self, a: np.ndarray) -> np.ndarray:
-        """[-1, 1] -> [low, high], elementwise."""
-        return scale_action(a, self.action_low, self.action_high)
-
     def spec_json(self) -> dict:
         return {"env_id": self.env_id, "obs_dim": self.obs_dim, "action_dim": self.action_dim,
                 "action_low": self.action_low.tolist(), "action_high": self.action_high.tolist(),
@@ -36,6 +32,7 @@ class EnvInfo:
 
 
 def scale_action(a, low, high):
+    """Policy action in [-1, 1] -> env action in [low, high], elementwise (float64)."""
     return low + (np.asarray(a, np.float64) + 1.0) * 0.5 * (high - low)
 
 

@@ -28,7 +28,7 @@ import numpy as np
 from tandem.core.checkpoint import flatten_pytree, restore_pytree
 from tandem.core.normalize import RunningMeanStd
 from tandem.core.replay import HostReplay
-from tandem.envs.gym import EnvInfo, check_finite
+from tandem.envs.gym import EnvInfo, check_finite, scale_action
 
 log = logging.getLogger("tandem")
 
@@ -159,7 +159,6 @@ def run_steps(ln: Learner, until: int, on_log: Callable[[int, dict], None],
     """Advance training to env step ``until``; calls back for logs, checkpoints, progress."""
     cfg, info, fns, h = ln.cfg, ln.info, ln.fns, ln.host
     env, replay = info.env, ln.replay
-    low, half_range = info.action_low, 0.5 * (info.action_high - info.action_low)
     explore, update_many = fns.explore, fns.update_many
     G, B = cfg.gradient_steps, cfg.batch_size
     stats = ln.obs_stats()
@@ -172,7 +171,7 @@ def run_steps(ln: Learner, until: int, on_log: Callable[[int, dict], None],
             a = h.rng.uniform(-1.0, 1.0, info.action_dim).astype(np.float32)
         else:
             a = np.asarray(explore(fns.policy_params(ln.state), stats, h.obs, ln.explore_key, t))
-        env_a = low + (a.astype(np.float64) + 1.0) * half_range
+        env_a = scale_action(a, info.action_low, info.action_high)
         next_obs, reward, terminated, truncated, _ = env.step(env_a)
         next_obs = np.asarray(next_obs, np.float32)
         check_finite(next_obs, reward, t, h.episode)

@@ -112,6 +112,11 @@ def _config_from(run: dict) -> Config:
         raise CheckpointError(f"run config is invalid for this tandem version: {exc}") from None
 
 
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ConfigError(f"{name}={value!r}: must be an integer >= {minimum}")
+
+
 def _default_out(algo: str, env_id: str | None, seed: int) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{algo}_{(env_id or 'custom').replace('/', '_')}_seed{seed}_{stamp}"
@@ -246,11 +251,8 @@ def train(cfg: Config, env: str | gym.Env, steps: int = 50_000, seed: int = 0,
     if not isinstance(cfg, Config):
         raise ConfigError(f"cfg must be a tandem config such as SACConfig(), got "
                           f"{type(cfg).__name__}")
-    for name, value in (("steps", steps), ("seed", seed)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (
-                1 if name == "steps" else 0):
-            raise ConfigError(f"{name}={value!r}: must be an integer >= "
-                              f"{1 if name == 'steps' else 0}")
+    _check_int("steps", steps, 1)
+    _check_int("seed", seed, 0)
     spec = get_algo(cfg.algo)
     info = make_env(env, cfg.algo, env_kwargs)
     run_dir = Path(out) if out is not None else _default_out(cfg.algo, info.env_id, seed)
@@ -297,8 +299,8 @@ def resume(run_dir: str | Path, steps: int | None = None, progress: bool | None 
     fns = get_algo(run["algo"]).make_fns(cfg, info.obs_dim, info.action_dim)
     ln = restore_learner(cfg, info, fns, meta, arrays, str(ckpt))
     start = ln.host.step
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-        raise ConfigError(f"steps={steps!r}: must be an integer >= 1")
+    if steps is not None:
+        _check_int("steps", steps, 1)
     until = start + steps if steps is not None else int(run["steps"])
     if until <= start:
         raise ConfigError(f"the run is already at step {start} (asked total {run['steps']}); "
@@ -319,8 +321,9 @@ def load(run_dir: str | Path) -> Policy:
     meta, arrays = load_checkpoint(ckpt, expect_algo=run["algo"])
     spec = run["env_spec"]
     fns = get_algo(run["algo"]).make_fns(cfg, spec["obs_dim"], spec["action_dim"])
-    template = jax.eval_shape(fns.init, jax.random.PRNGKey(0))
-    params = restore_pytree(fns.policy_params(template), arrays, "state/actor_params", str(ckpt))
+    state = restore_pytree(jax.eval_shape(fns.init, jax.random.PRNGKey(0)), arrays, "state",
+                           str(ckpt))
+    params = fns.policy_params(state)
     rms = RunningMeanStd.from_state(arrays) if meta.get("host", {}).get("normalize_obs") else None
     return _policy_from(run["algo"], fns, params, rms, spec)
 
@@ -328,8 +331,7 @@ def load(run_dir: str | Path) -> Policy:
 def evaluate(run_dir: str | Path, episodes: int = 10, seed: int | None = None,
              env: str | gym.Env | None = None) -> dict:
     """Deterministic evaluation of a run's policy; writes ``eval.json`` in the run folder."""
-    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
-        raise ConfigError(f"episodes={episodes!r}: must be an integer >= 1")
+    _check_int("episodes", episodes, 1)
     run_dir = Path(run_dir)
     run = _read_run(run_dir)
     policy = load(run_dir)
