@@ -118,7 +118,7 @@ class Config:
         hints = typing.get_type_hints(cls)
         kwargs = {}
         for key, value in data.items():
-            if key not in hints or key == "algo":
+            if key not in cls.field_names():
                 raise cls.unknown_field_error(key)
             base, _ = _base_type(hints[key])
             if typing.get_origin(base) is tuple and isinstance(value, list):
@@ -130,7 +130,7 @@ class Config:
     def parse_value(cls, key: str, text: str) -> Any:
         """Parse a command-line string for field ``key`` according to its type."""
         hints = typing.get_type_hints(cls)
-        if key not in hints or key == "algo":
+        if key not in cls.field_names():
             raise cls.unknown_field_error(key)
         base, optional = _base_type(hints[key])
         t = text.strip()
@@ -177,3 +177,58 @@ class Config:
             lines.append(f"  --{f.name.replace('_', '-')} ({tname}, default {f.default!r}){extra}: "
                          f"{f.metadata.get('doc', '')}")
         return "\n".join(lines)
+
+
+@dataclasses.dataclass(frozen=True)
+class OffPolicyConfig(Config):
+    """Fields shared by every replay-based algorithm (SAC, DroQ, TD3, DDPG).
+
+    The drivers (Gymnasium host loop and compiled loop) read these; ``HOST_FIELDS`` do not
+    change an algorithm's compiled update, so configs that differ only there share one
+    compilation (see :meth:`compile_key`).
+    """
+
+    gamma: float = param(0.99, "discount factor", ge=0.0, le=1.0)
+    tau: float = param(0.005, "polyak coefficient of the target networks", gt=0.0, le=1.0)
+    batch_size: int = param(256, "transitions per gradient step", ge=1)
+    buffer_size: int = param(1_000_000, "replay buffer capacity (transitions)", ge=1)
+    learning_starts: int = param(1000, "env steps of uniform random actions before learning",
+                                 ge=0)
+    train_freq: int = param(1, "env steps between two training calls", ge=1)
+    gradient_steps: int = param(1, "gradient steps per training call, fused in one jitted "
+                                "scan (update-to-data ratio = gradient_steps / train_freq)",
+                                ge=1)
+    hidden_sizes: tuple[int, ...] = param((256, 256), "hidden layer widths of actor and critics "
+                                          "(simbav2: equal widths, one block per entry)")
+    activation: str = param("relu", "hidden activation", choices=("relu", "tanh", "elu", "gelu",
+                                                                  "silu"))
+    network: str = param("mlp", "network of actor and critics: plain MLP or SimbaV2-style "
+                         "hyperspherical blocks", choices=("mlp", "simbav2"))
+    max_grad_norm: float | None = param(None, "clip gradients to this global norm (None: off)",
+                                        gt=0.0, optional=True)
+    normalize_obs: bool = param(False, "normalise observations with running statistics "
+                                "(saved with the policy)")
+    eval_episodes: int = param(10, "deterministic episodes for the final evaluation", ge=0)
+    log_every: int = param(1000, "env steps between metric log lines", ge=1)
+    checkpoint_every: int = param(10_000, "env steps between checkpoints (0: only at the end)",
+                                  ge=0)
+    keep_checkpoints: int = param(3, "how many recent checkpoints to keep", ge=1)
+
+    HOST_FIELDS: ClassVar[tuple[str, ...]] = (
+        "batch_size", "buffer_size", "learning_starts", "train_freq", "gradient_steps",
+        "normalize_obs", "eval_episodes", "log_every", "checkpoint_every", "keep_checkpoints")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        name = type(self).__name__
+        if self.batch_size > self.buffer_size:
+            raise ConfigError(f"{name}.batch_size={self.batch_size} exceeds buffer_size="
+                              f"{self.buffer_size}: lower batch_size or raise buffer_size")
+        if self.network == "simbav2" and len(set(self.hidden_sizes)) != 1:
+            raise ConfigError(f"{name}.hidden_sizes={self.hidden_sizes}: network=simbav2 needs "
+                              "equal widths (one residual block per entry), e.g. 256x256")
+
+    def compile_key(self) -> "OffPolicyConfig":
+        """This config with every host-only field at its default (a cache key for builders)."""
+        defaults = type(self)()
+        return self.replace(**{k: getattr(defaults, k) for k in self.HOST_FIELDS})

@@ -16,8 +16,16 @@ class AlgoSpec:
 
 
 def _registry() -> dict[str, AlgoSpec]:
+    from tandem.algos.ddpg import DDPGConfig, make_ddpg
+    from tandem.algos.droq import DroQConfig, make_droq
     from tandem.algos.sac import SACConfig, make_sac
-    return {"sac": AlgoSpec("sac", SACConfig, make_sac, ("Box",), "offpolicy")}
+    from tandem.algos.td3 import TD3Config, make_td3
+    return {
+        "sac": AlgoSpec("sac", SACConfig, make_sac, ("Box",), "offpolicy"),
+        "droq": AlgoSpec("droq", DroQConfig, make_droq, ("Box",), "offpolicy"),
+        "td3": AlgoSpec("td3", TD3Config, make_td3, ("Box",), "offpolicy"),
+        "ddpg": AlgoSpec("ddpg", DDPGConfig, make_ddpg, ("Box",), "offpolicy"),
+    }
 
 
 def get_algo(name: str) -> AlgoSpec:

@@ -1,4 +1,8 @@
-"""Network building blocks (Flax linen)."""
+"""Network building blocks (Flax linen): MLP, SimbaV2-style hyperspherical MLP, Q ensembles.
+
+Every torso has the same constructor signature, so an algorithm picks one by name
+(``NETWORKS[cfg.network]``) for its actor and its critics.
+"""
 
 from __future__ import annotations
 
@@ -12,36 +16,118 @@ ACTIVATIONS: dict[str, Callable] = {"relu": nn.relu, "tanh": nn.tanh, "elu": nn.
                                     "gelu": nn.gelu, "silu": nn.silu}
 
 
+def _out_init(scale: float):
+    return nn.initializers.variance_scaling(scale, "fan_avg", "uniform")
+
+
 class MLP(nn.Module):
-    """Fully connected layers with an activation between them; the last layer is linear."""
+    """Dense layers with an activation between them; the last layer is linear.
+
+    With ``dropout > 0`` and/or ``layer_norm`` each hidden layer is
+    Dense -> Dropout -> LayerNorm -> activation, the dropout Q-function of DroQ (Hiraoka et
+    al., 2022, Sec. 4). Dropout is active only when ``deterministic`` is False (then the
+    caller passes a ``dropout`` PRNG stream).
+    """
 
     hidden_sizes: Sequence[int]
     out_dim: int
     activation: str = "relu"
     out_scale: float = 1.0  # scale of the last layer's init (small values: near-zero outputs)
+    dropout: float = 0.0
+    layer_norm: bool = False
+    deterministic: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         act = ACTIVATIONS[self.activation]
         for width in self.hidden_sizes:
-            x = act(nn.Dense(width)(x))
-        init = nn.initializers.variance_scaling(self.out_scale, "fan_avg", "uniform")
-        return nn.Dense(self.out_dim, kernel_init=init)(x)
+            x = nn.Dense(width)(x)
+            if self.dropout > 0.0:
+                x = nn.Dropout(self.dropout, deterministic=self.deterministic)(x)
+            if self.layer_norm:
+                x = nn.LayerNorm()(x)
+            x = act(x)
+        return nn.Dense(self.out_dim, kernel_init=_out_init(self.out_scale))(x)
+
+
+# ---------------------------------------------------------------------------- SimbaV2
+def l2_normalize(x: jax.Array, eps: float = 1e-6) -> jax.Array:
+    """Project onto the unit hypersphere along the last axis."""
+    return x / (jnp.linalg.norm(x, axis=-1, keepdims=True) + eps)
+
+
+class HyperDense(nn.Module):
+    """Dense layer whose weight vectors live on the unit sphere, followed by a learned
+    per-unit scale. The normalisation is done in the forward pass (a weight-normalised
+    parameterisation), which constrains the same function class as SimbaV2's projection of
+    the weights after each optimiser step without an extra hook in every update."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        w = self.param("kernel", nn.initializers.orthogonal(), (x.shape[-1], self.features))
+        w = w / (jnp.linalg.norm(w, axis=0, keepdims=True) + 1e-6)  # unit norm per unit
+        scale = self.param("scale", nn.initializers.ones, (self.features,))
+        return (x @ w) * scale
+
+
+class SimbaV2MLP(nn.Module):
+    """Hyperspherical-normalisation network in the style of SimbaV2 (Lee et al., 2025).
+
+    x -> [x, c_shift] -> l2norm -> HyperDense(width) -> l2norm -> L residual blocks -> Dense.
+    Each block is h <- l2norm(h + alpha * (l2norm(MLP(h)) - h)) with a learned per-feature
+    interpolation alpha (an update on the sphere instead of an unbounded residual sum), and
+    MLP = HyperDense(4 width) -> activation -> HyperDense(width). ``hidden_sizes`` gives the
+    width (all entries equal) and the number of blocks L = len(hidden_sizes). SimbaV2's
+    distributional critic and reward scaling are not part of this torso.
+    """
+
+    hidden_sizes: Sequence[int]
+    out_dim: int
+    activation: str = "relu"
+    out_scale: float = 1.0
+    dropout: float = 0.0          # unused; same signature as MLP
+    layer_norm: bool = False      # unused
+    deterministic: bool = True    # unused
+    c_shift: float = 3.0          # constant appended to the input before normalising
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        act = ACTIVATIONS[self.activation]
+        width, blocks = self.hidden_sizes[0], len(self.hidden_sizes)
+        shift = jnp.full(x.shape[:-1] + (1,), self.c_shift, x.dtype)
+        h = l2_normalize(HyperDense(width)(l2_normalize(jnp.concatenate([x, shift], -1))))
+        for i in range(blocks):
+            y = HyperDense(width)(act(HyperDense(4 * width)(h)))
+            alpha = self.param(f"alpha_{i}", nn.initializers.constant(1.0 / (blocks + 1)),
+                               (width,))
+            h = l2_normalize(h + alpha * (l2_normalize(y) - h))
+        return nn.Dense(self.out_dim, kernel_init=_out_init(self.out_scale))(h)
+
+
+NETWORKS: dict[str, type[nn.Module]] = {"mlp": MLP, "simbav2": SimbaV2MLP}
 
 
 class QEnsemble(nn.Module):
-    """``n`` independent Q(s, a) MLPs evaluated in one call via vmap over their parameters.
+    """``n`` independent Q(s, a) networks evaluated in one call via vmap over their parameters.
 
-    Returns [n, ...batch] Q-values. Parameters carry a leading ensemble axis of size n.
+    Returns [n, ...batch] Q-values. Parameters carry a leading ensemble axis of size n. With
+    ``train=True`` dropout (if configured) is active and needs a ``dropout`` PRNG stream.
     """
 
     hidden_sizes: Sequence[int]
     n: int = 2
     activation: str = "relu"
+    network: str = "mlp"
+    dropout: float = 0.0
+    layer_norm: bool = False
 
     @nn.compact
-    def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
-        ensemble = nn.vmap(MLP, variable_axes={"params": 0}, split_rngs={"params": True},
+    def __call__(self, obs: jax.Array, action: jax.Array, train: bool = False) -> jax.Array:
+        ensemble = nn.vmap(NETWORKS[self.network], variable_axes={"params": 0},
+                           split_rngs={"params": True, "dropout": True},
                            in_axes=None, out_axes=0, axis_size=self.n)
         x = jnp.concatenate([obs, action], axis=-1)
-        return ensemble(self.hidden_sizes, 1, self.activation)(x)[..., 0]
+        return ensemble(self.hidden_sizes, 1, self.activation, dropout=self.dropout,
+                        layer_norm=self.layer_norm, deterministic=not train)(x)[..., 0]

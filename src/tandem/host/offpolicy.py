@@ -67,6 +67,7 @@ class Learner:
     replay: HostReplay
     rms: RunningMeanStd | None
     explore_key: jax.Array
+    noise: np.ndarray                    # [action_dim] OU exploration state, reset per episode
     last_metrics: dict = dataclasses.field(default_factory=dict)
     stop_requested: bool = False  # set by a signal handler; the loop stops at a step boundary
 
@@ -94,7 +95,12 @@ def new_learner(cfg, info: EnvInfo, fns, seed: int) -> Learner:
         rms.update(obs)
     return Learner(cfg, info, fns, seed, fns.init(k_init),
                    HostState(0, 0, obs, np.random.default_rng(seed)),
-                   HostReplay(cfg.buffer_size, info.obs_dim, info.action_dim), rms, k_explore)
+                   HostReplay(cfg.buffer_size, info.obs_dim, info.action_dim), rms, k_explore,
+                   _zero_noise(info))
+
+
+def _zero_noise(info: EnvInfo) -> np.ndarray:
+    return np.zeros(info.action_dim, np.float32)
 
 
 # ------------------------------------------------------------------------------ checkpoint
@@ -106,6 +112,7 @@ def learner_arrays(ln: Learner) -> dict[str, np.ndarray]:
     acts = np.asarray(ln.host.episode_actions, np.float64).reshape(-1, ln.info.action_dim)
     arrays["host/episode_actions"] = acts  # [k, action_dim]
     arrays["host/obs"] = ln.host.obs
+    arrays["host/noise"] = np.asarray(ln.noise, np.float32)
     return arrays
 
 
@@ -131,6 +138,7 @@ def restore_learner(cfg, info: EnvInfo, fns, meta: dict, arrays: dict, source: s
         rng.bit_generator.state = hm["rng"]
         saved_obs = np.asarray(arrays["host/obs"], np.float32)
         actions = np.asarray(arrays["host/episode_actions"], np.float64)
+        noise = np.asarray(arrays["host/noise"], np.float32).reshape(info.action_dim)
         host = HostState(int(hm["step"]), int(hm["episode"]), saved_obs, rng,
                          float(hm["episode_return"]), list(actions),
                          list(hm["recent_returns"]), list(hm["recent_lengths"]))
@@ -149,7 +157,8 @@ def restore_learner(cfg, info: EnvInfo, fns, meta: dict, arrays: dict, source: s
         host.episode += 1
         host.episode_return, host.episode_actions = 0.0, []
         host.obs = _reset(info, seed, host.episode)
-    return Learner(cfg, info, fns, seed, state, host, replay, rms, k_explore)
+        noise = _zero_noise(info)
+    return Learner(cfg, info, fns, seed, state, host, replay, rms, k_explore, noise)
 
 
 # ------------------------------------------------------------------------------ the loop
@@ -170,7 +179,9 @@ def run_steps(ln: Learner, until: int, on_log: Callable[[int, dict], None],
         if t < cfg.learning_starts:
             a = h.rng.uniform(-1.0, 1.0, info.action_dim).astype(np.float32)
         else:
-            a = np.asarray(explore(fns.policy_params(ln.state), stats, h.obs, ln.explore_key, t))
+            a, ln.noise = explore(fns.policy_params(ln.state), stats, h.obs, ln.explore_key, t,
+                                  ln.noise)
+            a = np.asarray(a)
         env_a = scale_action(a, info.action_low, info.action_high)
         next_obs, reward, terminated, truncated, _ = env.step(env_a)
         next_obs = np.asarray(next_obs, np.float32)
@@ -187,6 +198,7 @@ def run_steps(ln: Learner, until: int, on_log: Callable[[int, dict], None],
             h.episode += 1
             h.episode_return, h.episode_actions = 0.0, []
             h.obs = _reset(info, ln.seed, h.episode)
+            ln.noise = _zero_noise(info)
             if ln.rms is not None:
                 ln.rms.update(h.obs)
         else:

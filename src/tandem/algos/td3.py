@@ -1,0 +1,198 @@
+"""Twin Delayed DDPG, TD3 (Fujimoto et al., 2018).
+
+DDPG's deterministic actor-critic (Lillicrap et al., 2016) with three fixes for the
+overestimation of Q-learning with function approximation: clipped double-Q targets, delayed
+policy and target updates, and target policy smoothing. ``algos/ddpg.py`` is this file with
+the three fixes switched off. Read top to bottom: config -> networks -> state -> losses ->
+update -> policy -> make_td3.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from tandem.config import OffPolicyConfig, param
+from tandem.core.nets import NETWORKS, QEnsemble
+from tandem.core.noise import exploration_noise
+from tandem.core.normalize import normalize_obs
+from tandem.core.offpolicy import OffPolicyFns, assemble
+from tandem.core.optim import make_optimizer, polyak
+from tandem.core.returns import td_target
+from tandem.core.types import ObsStats, Transition
+
+
+# ============================================================================ config
+@dataclasses.dataclass(frozen=True)
+class TD3Config(OffPolicyConfig):
+    """TD3 hyperparameters. Defaults follow the TD3 paper and SB3 (learning rate 1e-3)."""
+
+    algo = "td3"
+
+    actor_lr: float = param(1e-3, "actor learning rate (Adam)", gt=0.0, le=1.0)
+    critic_lr: float = param(1e-3, "critic learning rate (Adam)", gt=0.0, le=1.0)
+    n_critics: int = param(2, "number of Q networks; targets use their minimum (clipped "
+                           "double-Q, TD3 Sec. 4.1)", ge=1)
+    policy_delay: int = param(2, "critic steps per actor and target update (TD3 Sec. 5.2)",
+                              ge=1)
+    target_noise: float = param(0.2, "std of the target policy smoothing noise (TD3 Sec. 5.3; "
+                                "0 turns it off)", ge=0.0)
+    target_noise_clip: float = param(0.5, "clip of the target policy smoothing noise", ge=0.0)
+    exploration_noise: str = param("gaussian", "exploration noise added to the actor's action",
+                                   choices=("gaussian", "ou"))
+    exploration_sigma: float = param(0.1, "std of the exploration noise (actions in [-1, 1])",
+                                     ge=0.0)
+    ou_theta: float = param(0.15, "mean reversion rate of Ornstein-Uhlenbeck noise", gt=0.0)
+    ou_dt: float = param(1e-2, "time step of Ornstein-Uhlenbeck noise", gt=0.0)
+
+
+# ============================================================================ networks
+class DeterministicActor(nn.Module):
+    """obs -> action in [-1, 1] (tanh of the network output)."""
+
+    hidden_sizes: tuple[int, ...]
+    action_dim: int
+    activation: str = "relu"
+    network: str = "mlp"
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        return jnp.tanh(NETWORKS[self.network](self.hidden_sizes, self.action_dim,
+                                               self.activation)(obs))
+
+
+class Nets(NamedTuple):
+    actor: DeterministicActor
+    critic: QEnsemble
+    actor_opt: optax.GradientTransformation
+    critic_opt: optax.GradientTransformation
+
+
+# ============================================================================ state
+class TD3State(NamedTuple):
+    actor_params: Any
+    critic_params: Any
+    target_actor_params: Any
+    target_critic_params: Any
+    actor_opt_state: Any
+    critic_opt_state: Any
+    key: jax.Array          # PRNG key for target smoothing noise
+    updates: jax.Array      # [] int32, gradient steps taken
+    actor_metrics: dict     # last actor loss (logged between delayed updates)
+
+
+def init_state(nets: Nets, obs_dim: int, action_dim: int, key: jax.Array) -> TD3State:
+    k_actor, k_critic, key = jax.random.split(key, 3)
+    obs = jnp.zeros((1, obs_dim), jnp.float32)
+    act = jnp.zeros((1, action_dim), jnp.float32)
+    actor_params = nets.actor.init(k_actor, obs)
+    critic_params = nets.critic.init(k_critic, obs, act)
+    return TD3State(actor_params, critic_params, actor_params, critic_params,
+                    nets.actor_opt.init(actor_params), nets.critic_opt.init(critic_params),
+                    key, jnp.zeros((), jnp.int32), {"actor_loss": jnp.zeros((), jnp.float32)})
+
+
+# ============================================================================ losses
+def critic_loss(critic_params, target_actor_params, target_critic_params, batch: Transition,
+                key: jax.Array, nets: Nets, cfg: TD3Config) -> tuple[jax.Array, dict]:
+    """Mean squared Bellman error of every critic against y = r + gamma * min_i Q'_i(s', a~)
+    with a~ = clip(pi'(s') + clip(N(0, sigma), -c, c), -1, 1) (TD3 eq. 14-15)."""
+    next_a = nets.actor.apply(target_actor_params, batch.next_obs)  # [B, action_dim]
+    if cfg.target_noise > 0.0:
+        eps = cfg.target_noise * jax.random.normal(key, next_a.shape)
+        eps = jnp.clip(eps, -cfg.target_noise_clip, cfg.target_noise_clip)
+        next_a = jnp.clip(next_a + eps, -1.0, 1.0)
+    next_q = nets.critic.apply(target_critic_params, batch.next_obs, next_a).min(axis=0)  # [B]
+    target = jax.lax.stop_gradient(td_target(batch.reward, batch.terminated, next_q, cfg.gamma))
+    q = nets.critic.apply(critic_params, batch.obs, batch.action)  # [n_critics, B]
+    loss = jnp.sum(jnp.mean((q - target) ** 2, axis=1))
+    return loss, {"train/critic_loss": loss, "train/q_mean": q.mean()}
+
+
+def actor_loss(actor_params, critic_params, obs: jax.Array, nets: Nets) -> jax.Array:
+    """-Q_1(s, pi(s)): the deterministic policy gradient through the first critic (DDPG eq. 6,
+    TD3 Alg. 1); the critic is a constant here."""
+    q = nets.critic.apply(jax.lax.stop_gradient(critic_params), obs,
+                          nets.actor.apply(actor_params, obs))
+    return -jnp.mean(q[0])
+
+
+# ============================================================================ update
+def _actor_and_targets(state: TD3State, critic_params, obs: jax.Array, *, cfg: TD3Config,
+                       nets: Nets):
+    a_loss, a_grads = jax.value_and_grad(actor_loss)(state.actor_params, critic_params, obs, nets)
+    a_updates, actor_opt_state = nets.actor_opt.update(a_grads, state.actor_opt_state)
+    actor_params = optax.apply_updates(state.actor_params, a_updates)
+    return (actor_params, actor_opt_state,
+            polyak(state.target_actor_params, actor_params, cfg.tau),
+            polyak(state.target_critic_params, critic_params, cfg.tau), {"actor_loss": a_loss})
+
+
+def update(state: TD3State, batch: Transition, obs_stats: ObsStats | None, *, cfg: TD3Config,
+           nets: Nets) -> tuple[TD3State, dict]:
+    """One critic step; every ``policy_delay`` steps one actor step and both target updates."""
+    key, k_noise = jax.random.split(state.key)
+    batch = batch._replace(obs=normalize_obs(batch.obs, obs_stats),
+                           next_obs=normalize_obs(batch.next_obs, obs_stats))
+    (_, c_metrics), c_grads = jax.value_and_grad(critic_loss, has_aux=True)(
+        state.critic_params, state.target_actor_params, state.target_critic_params, batch,
+        k_noise, nets, cfg)
+    c_updates, critic_opt_state = nets.critic_opt.update(c_grads, state.critic_opt_state)
+    critic_params = optax.apply_updates(state.critic_params, c_updates)
+
+    updates = state.updates + 1
+    actor_step = functools.partial(_actor_and_targets, state, critic_params, batch.obs, cfg=cfg,
+                                   nets=nets)
+    if cfg.policy_delay == 1:
+        out = actor_step()
+    else:
+        skip = (state.actor_params, state.actor_opt_state, state.target_actor_params,
+                state.target_critic_params, state.actor_metrics)
+        out = jax.lax.cond(updates % cfg.policy_delay == 0, actor_step, lambda: skip)
+    actor_params, actor_opt_state, target_actor_params, target_critic_params, a_metrics = out
+    new_state = TD3State(actor_params, critic_params, target_actor_params, target_critic_params,
+                         actor_opt_state, critic_opt_state, key, updates, a_metrics)
+    return new_state, {**c_metrics, "train/actor_loss": a_metrics["actor_loss"]}
+
+
+# ============================================================================ policy
+def explore(actor_params, obs_stats: ObsStats | None, obs: jax.Array, key: jax.Array,
+            step: jax.Array, noise: jax.Array, *, cfg: TD3Config, nets: Nets
+            ) -> tuple[jax.Array, jax.Array]:
+    """clip(pi(s) + eps, -1, 1) with Gaussian or OU eps; ``noise`` is the OU state
+    [action_dim] (zeroed by the driver at each reset). The key is folded with the env step so
+    a resumed run draws the same noise."""
+    eps, noise = exploration_noise(cfg.exploration_noise, noise, jax.random.fold_in(key, step),
+                                   cfg.exploration_sigma, cfg.ou_theta, cfg.ou_dt)
+    a = nets.actor.apply(actor_params, normalize_obs(obs, obs_stats))
+    return jnp.clip(a + eps, -1.0, 1.0), noise
+
+
+def act(actor_params, obs_stats: ObsStats | None, obs: jax.Array, *, nets: Nets) -> jax.Array:
+    """Deterministic action pi(s) in [-1, 1]; obs may have any leading batch dims."""
+    return nets.actor.apply(actor_params, normalize_obs(obs, obs_stats))
+
+
+# ============================================================================ assembly
+def make_td3(cfg: TD3Config, obs_dim: int, action_dim: int) -> OffPolicyFns:
+    """Networks, optimisers and jitted functions for ``cfg`` (cached on the fields that shape
+    the compiled code, see ``OffPolicyConfig.HOST_FIELDS``)."""
+    return _make_td3(cfg.compile_key(), obs_dim, action_dim)
+
+
+@functools.lru_cache(maxsize=32)
+def _make_td3(cfg: TD3Config, obs_dim: int, action_dim: int) -> OffPolicyFns:
+    nets = Nets(DeterministicActor(cfg.hidden_sizes, action_dim, cfg.activation, cfg.network),
+                QEnsemble(cfg.hidden_sizes, cfg.n_critics, cfg.activation, cfg.network),
+                make_optimizer(cfg.actor_lr, cfg.max_grad_norm),
+                make_optimizer(cfg.critic_lr, cfg.max_grad_norm))
+    return assemble(functools.partial(init_state, nets, obs_dim, action_dim),
+                    functools.partial(update, cfg=cfg, nets=nets),
+                    functools.partial(explore, cfg=cfg, nets=nets),
+                    functools.partial(act, nets=nets), lambda state: state.actor_params, nets)
