@@ -40,9 +40,14 @@ def _build_parser() -> _Parser:
     t = sub.add_parser("train", help="train an agent; extra --field value pairs set config "
                        "fields (see `tandem config ALGO`)")
     t.add_argument("algo", choices=algo_names())
-    t.add_argument("--env", default="Pendulum-v1", help="Gymnasium env id (default Pendulum-v1)")
+    t.add_argument("--env", default="Pendulum-v1",
+                   help="Gymnasium env id (default Pendulum-v1), or a JAX-native env trained as "
+                   "one compiled program: gymnax:Pendulum-v1, brax:halfcheetah")
     t.add_argument("--steps", type=int, default=50_000, help="env steps to train")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seeds", default=None,
+                   help="train several seeds into one folder: a count from --seed (8), a range "
+                   "(0-9) or a list (1,3,5); vmapped as one program on a JAX-native env")
     t.add_argument("--out", default=None, help="run folder (default runs/<algo>_<env>_seed<S>_<time>)")
     t.add_argument("--progress", choices=("auto", "bar", "lines"), default="auto")
 
@@ -104,7 +109,7 @@ def _run(argv: Sequence[str]) -> int:
         spec = get_algo(args.algo)
         cfg = spec.config_cls(**_parse_overrides(spec.config_cls, extra))
         run = tandem.train(cfg, args.env, steps=args.steps, seed=args.seed, out=args.out,
-                           progress=_progress(args.progress))
+                           progress=_progress(args.progress), seeds=args.seeds)
         _print_result(run.dir, run.summary)
     elif args.command == "resume":
         run = tandem.resume(args.run_dir, steps=args.steps, progress=_progress(args.progress))
@@ -116,9 +121,10 @@ def _run(argv: Sequence[str]) -> int:
 
 
 def _print_result(run_dir, summary: dict) -> None:
-    keys = ("algo", "env", "seed", "steps", "eval/return_mean", "eval/return_std",
-            "eval/episodes", "time/sps", "time/wall_s")
-    print(json.dumps({"run_dir": str(run_dir), **{k: summary[k] for k in keys}}))
+    keys = ("algo", "env", "seed", "seeds", "steps", "eval/return_mean", "eval/return_std",
+            "eval/return_std_across_seeds", "eval/episodes", "time/sps", "time/sps_total",
+            "time/compile_s", "time/wall_s")
+    print(json.dumps({"run_dir": str(run_dir), **{k: summary[k] for k in keys if k in summary}}))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -83,7 +83,22 @@ class Run:
         return self.policy.act(obs)
 
 
-def _policy_from(algo: str, fns, params, rms: RunningMeanStd | None, spec: dict) -> Policy:
+@dataclasses.dataclass
+class Sweep:
+    """Several seeds of one configuration: one compiled program (JAX-native envs) or runs one
+    after another (Gymnasium envs). ``summary`` aggregates across seeds."""
+
+    dir: Path
+    algo: str
+    env_id: str | None
+    seeds: list[int]
+    summaries: list[dict]
+    summary: dict
+    policies: list[Policy]
+    state: Any = None  # the compiled path's vmapped LoopState
+
+
+def policy_for(algo: str, fns, params, rms: RunningMeanStd | None, spec: dict) -> Policy:
     return Policy(algo, params, None if rms is None else rms.stats(),
                   np.asarray(spec["action_low"], np.float64),
                   np.asarray(spec["action_high"], np.float64), spec["obs_layout"], fns.act)
@@ -95,6 +110,10 @@ def _read_run(run_dir: Path) -> dict:
     if not Path(run_dir).is_dir():
         raise CheckpointError(f"run folder '{run_dir}' does not exist")
     if not path.is_file():
+        parts = sorted(Path(run_dir).glob("seed_*/config.json"))
+        if parts:
+            raise CheckpointError(f"'{run_dir}' is a sweep of {len(parts)} runs, one per seed; "
+                                  f"pass one of them, e.g. {parts[0].parent}")
         raise CheckpointError(f"'{run_dir}' is not a tandem run folder (no config.json)")
     try:
         run = json.loads(path.read_text())
@@ -180,7 +199,7 @@ def _train_session(run_dir: Path, run: dict, ln: Learner, until: int, progress: 
     if ln.stop_requested:
         raise TrainingInterrupted(f"interrupted at step {ln.host.step}; a checkpoint was written "
                                   f"there: continue with `tandem resume {run_dir}`")
-    policy = _policy_from(algo, ln.fns, ln.fns.policy_params(ln.state), ln.rms, run["env_spec"])
+    policy = policy_for(algo, ln.fns, ln.fns.policy_params(ln.state), ln.rms, run["env_spec"])
     ev = evaluate_policy(policy.act_flat, eval_env, ln.cfg.eval_episodes, ln.seed)
     versions = _versions()
     summary = {"algo": algo, "env": run["env"], "seed": ln.seed, "steps": ln.host.step,
@@ -240,13 +259,46 @@ def _eval_env(info: EnvInfo, env_kwargs: dict | None) -> gym.Env:
 
 
 # ============================================================================ public API
+def parse_seeds(spec: str | int | list[int] | None, seed: int = 0) -> list[int] | None:
+    """``8`` -> 8 seeds from ``seed``; ``"0-9"`` -> 0..9; ``"1,3,5"`` -> [1, 3, 5]."""
+    if spec is None:
+        return None
+    if isinstance(spec, (list, tuple)):
+        seeds = [int(s) for s in spec]
+    else:
+        text = str(spec).strip()
+        try:
+            if "," in text:
+                seeds = [int(t) for t in text.split(",") if t.strip()]
+            elif "-" in text.lstrip("-"):
+                lo, hi = (int(t) for t in text.split("-", 1))
+                seeds = list(range(lo, hi + 1))
+            else:
+                n = int(text)
+                if n < 1:
+                    raise ValueError
+                seeds = list(range(seed, seed + n))
+        except ValueError:
+            raise ConfigError(f"--seeds {spec!r}: give a count (8), a range (0-9) or a list "
+                              "(1,3,5)") from None
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds {spec!r}: seeds must be distinct integers >= 0")
+    return seeds
+
+
 def train(cfg: Config, env: str | gym.Env, steps: int = 50_000, seed: int = 0,
           out: str | Path | None = None, progress: bool | None = None,
-          env_kwargs: dict | None = None) -> Run:
-    """Train ``cfg``'s algorithm on ``env`` (an id or a gymnasium.Env) for ``steps`` env steps.
+          env_kwargs: dict | None = None, seeds: str | int | list[int] | None = None
+          ) -> Run | Sweep:
+    """Train ``cfg``'s algorithm on ``env`` for ``steps`` env steps.
 
+    ``env`` is a Gymnasium id or instance (the host loop), or a JAX-native id such as
+    ``gymnax:Pendulum-v1`` / ``brax:halfcheetah`` (the whole loop compiled into one program).
     Writes a run folder (``out``, default ``runs/<algo>_<env>_seed<S>_<time>``) and returns
-    the :class:`Run`, whose ``policy.act(obs)`` gives deployable actions.
+    the :class:`Run`, whose ``policy.act(obs)`` gives deployable actions. With ``seeds`` (a
+    count, a range "0-9" or a list) several seeds train into one folder and a :class:`Sweep`
+    is returned: vmapped as one program on a JAX-native env, one after another otherwise. A
+    JAX-native env always returns a Sweep (of one seed when ``seeds`` is not given).
     """
     if not isinstance(cfg, Config):
         raise ConfigError(f"cfg must be a tandem config such as SACConfig(), got "
@@ -254,6 +306,18 @@ def train(cfg: Config, env: str | gym.Env, steps: int = 50_000, seed: int = 0,
     _check_int("steps", steps, 1)
     _check_int("seed", seed, 0)
     spec = get_algo(cfg.algo)
+    seed_list = parse_seeds(seeds, seed)
+    from tandem.envs.jaxenv import is_jax_env
+    if is_jax_env(env):
+        from tandem.compiled.run import train_compiled
+        seed_list = seed_list or [seed]
+        name = env if isinstance(env, str) else env.env_id
+        run_dir = Path(out) if out is not None else _default_out(cfg.algo, name, seed_list[0])
+        return train_compiled(cfg, env, steps, seed_list, run_dir, progress, env_kwargs)
+    if seed_list is not None and len(seed_list) > 1:
+        return _train_sequential(cfg, env, steps, seed_list, out, progress, env_kwargs)
+    if seed_list is not None:
+        seed = seed_list[0]
     info = make_env(env, cfg.algo, env_kwargs)
     run_dir = Path(out) if out is not None else _default_out(cfg.algo, info.env_id, seed)
     if (run_dir / "config.json").exists() or (run_dir / "checkpoints").exists():
@@ -270,6 +334,22 @@ def train(cfg: Config, env: str | gym.Env, steps: int = 50_000, seed: int = 0,
              steps, seed, run_dir)
     return _train_session(run_dir, run, ln, int(steps), progress, None,
                           _eval_env(info, env_kwargs))
+
+
+def _train_sequential(cfg, env, steps: int, seeds: list[int], out, progress,
+                      env_kwargs) -> Sweep:
+    """Gymnasium env, several seeds: normal run folders ``<out>/seed_<s>`` one after another."""
+    from tandem.compiled.run import aggregate
+    name = env if isinstance(env, str) else getattr(env.spec, "id", None)
+    sweep_dir = Path(out) if out is not None else _default_out(cfg.algo, name, seeds[0])
+    runs = [train(cfg, env, steps, s, sweep_dir / f"seed_{s}", progress, env_kwargs)
+            for s in seeds]
+    agg = aggregate([r.summary for r in runs])
+    agg["path"] = "host"
+    agg["time/sps"] = float(np.mean([r.summary["time/sps"] for r in runs]))
+    atomic_write_text(sweep_dir / "summary.json", json.dumps(agg, indent=1))
+    return Sweep(sweep_dir, cfg.algo, runs[0].env_id, seeds, [r.summary for r in runs], agg,
+                 [r.policy for r in runs])
 
 
 def _env_for_run(run: dict, env: str | gym.Env | None) -> EnvInfo:
@@ -293,14 +373,17 @@ def resume(run_dir: str | Path, steps: int | None = None, progress: bool | None 
     run_dir = Path(run_dir)
     run = _read_run(run_dir)
     cfg = _config_from(run)
+    if steps is not None:
+        _check_int("steps", steps, 1)
+    if run.get("path") == "compiled":
+        from tandem.compiled.run import resume_compiled
+        return resume_compiled(run_dir, run, cfg, steps, progress)
     ckpt = latest_checkpoint(run_dir)
     meta, arrays = load_checkpoint(ckpt, expect_algo=run["algo"])
     info = _env_for_run(run, env)
     fns = get_algo(run["algo"]).make_fns(cfg, info.obs_dim, info.action_dim)
     ln = restore_learner(cfg, info, fns, meta, arrays, str(ckpt))
     start = ln.host.step
-    if steps is not None:
-        _check_int("steps", steps, 1)
     until = start + steps if steps is not None else int(run["steps"])
     if until <= start:
         raise ConfigError(f"the run is already at step {start} (asked total {run['steps']}); "
@@ -312,11 +395,15 @@ def resume(run_dir: str | Path, steps: int | None = None, progress: bool | None 
                           _eval_env(info, run.get("env_kwargs") or None))
 
 
-def load(run_dir: str | Path) -> Policy:
-    """The deployable policy of a run folder (its latest checkpoint)."""
+def load(run_dir: str | Path, seed: int | None = None) -> Policy:
+    """The deployable policy of a run folder (its latest checkpoint). For a compiled
+    multi-seed run, ``seed`` picks the seed (default: the first)."""
     run_dir = Path(run_dir)
     run = _read_run(run_dir)
     cfg = _config_from(run)
+    if run.get("path") == "compiled":
+        from tandem.compiled.run import load_compiled
+        return load_compiled(run_dir, run, cfg, seed)
     ckpt = latest_checkpoint(run_dir)
     meta, arrays = load_checkpoint(ckpt, expect_algo=run["algo"])
     spec = run["env_spec"]
@@ -325,7 +412,7 @@ def load(run_dir: str | Path) -> Policy:
                            str(ckpt))
     params = fns.policy_params(state)
     rms = RunningMeanStd.from_state(arrays) if meta.get("host", {}).get("normalize_obs") else None
-    return _policy_from(run["algo"], fns, params, rms, spec)
+    return policy_for(run["algo"], fns, params, rms, spec)
 
 
 def evaluate(run_dir: str | Path, episodes: int = 10, seed: int | None = None,
@@ -334,6 +421,11 @@ def evaluate(run_dir: str | Path, episodes: int = 10, seed: int | None = None,
     _check_int("episodes", episodes, 1)
     run_dir = Path(run_dir)
     run = _read_run(run_dir)
+    if run.get("path") == "compiled":
+        from tandem.compiled.run import evaluate_compiled
+        result = evaluate_compiled(run_dir, run, _config_from(run), episodes)
+        atomic_write_text(run_dir / "eval.json", json.dumps(result, indent=1))
+        return result
     policy = load(run_dir)
     info = _env_for_run(run, env)
     result = evaluate_policy(policy.act_flat, info.env, episodes, run["seed"] if seed is None else seed)

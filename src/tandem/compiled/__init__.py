@@ -1,0 +1,1 @@
+"""Whole-loop compiled training for JAX-native envs (env steps, replay, updates in one jit)."""
