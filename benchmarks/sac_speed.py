@@ -246,9 +246,11 @@ def child_ceiling(spec: dict) -> dict:
 
     key = jax.random.PRNGKey(1)
     obs = rng.standard_normal(obs_dim).astype(f32)
+    noise = np.zeros(act_dim, f32)  # exploration state (unused by SAC)
 
     def act(i):
-        np.asarray(jax.block_until_ready(fns.explore(state.actor_params, None, obs, key, i)))
+        a, _ = fns.explore(state.actor_params, None, obs, key, i, noise)
+        np.asarray(jax.block_until_ready(a))
 
     low, high = env.action_space.low, env.action_space.high
     actions = rng.uniform(low, high, (calls + warmup, act_dim)).astype(env.action_space.dtype)
