@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("gymnax")
 
-from tandem import ConfigError, EnvError, SACConfig, TD3Config, evaluate, load, resume, train  # noqa: E402
+from tandem import ConfigError, EnvError, TD3Config, evaluate, load, resume, train  # noqa: E402
 from tandem.cli import main  # noqa: E402
 from tandem.compiled.run import _Program, _keys  # noqa: E402
 from tandem.core.checkpoint import latest_checkpoint, load_checkpoint  # noqa: E402

@@ -10,7 +10,7 @@ import pytest
 from tandem import DDPGConfig, DroQConfig, SACConfig, TD3Config, load, resume, train
 from tandem.algos import get_algo
 from tandem.algos.sac import q_values
-from tandem.algos.td3 import actor_loss, critic_loss, make_td3
+from tandem.algos.td3 import actor_loss, critic_loss
 from tandem.core.checkpoint import latest_checkpoint, load_checkpoint
 from tandem.core.nets import HyperDense, SimbaV2MLP
 from tandem.core.noise import exploration_noise

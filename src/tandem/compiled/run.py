@@ -291,14 +291,9 @@ def _restore(run_dir: Path, run: dict, cfg) -> tuple[JaxEnv, _Program, Any, Path
 
 def resume_compiled(run_dir: Path, run: dict, cfg, steps: int | None, progress: bool | None):
     jenv, prog, ls, ckpt = _restore(run_dir, run, cfg)
+    from tandem.host.run import resume_target
     start = int(np.asarray(ls.step)[0])
-    until = start + steps if steps is not None else int(run["steps"])
-    if until <= start:
-        raise ConfigError(f"the run is already at step {start} (asked total {run['steps']}); "
-                          "pass --steps M to train M more steps")
-    run["steps"] = until
-    atomic_write_text(run_dir / "config.json", json.dumps(run, indent=1))
-    log.info("resuming %s from %s (step %d) to step %d", run["algo"], ckpt, start, until)
+    until = resume_target(run_dir, run, ckpt, start, steps)
     return run_compiled(run_dir, run, cfg, jenv, prog, ls, until, progress, start)
 
 

@@ -110,7 +110,7 @@ def _brax(name: str, kwargs: dict) -> JaxEnv:
         benv = brax_envs.get_environment(name, **kwargs)
     except KeyError:
         import difflib
-        known = sorted(brax_envs._envs)  # brax keeps its registry in this dict
+        known = sorted(getattr(brax_envs, "_envs", {}))  # brax's registry (a private dict)
         close = difflib.get_close_matches(name, known, n=3)
         raise EnvError(f"brax has no env '{name}'" + (f"; did you mean {', '.join(close)}?"
                                                      if close else f"; known: {', '.join(known)}")
@@ -119,16 +119,18 @@ def _brax(name: str, kwargs: dict) -> JaxEnv:
 
     def reset(key):
         s = benv.reset(key)
-        return (s, jnp.zeros((), jnp.int32)), s.obs.astype(jnp.float32)
+        return (s, jnp.zeros((), jnp.int32)), jnp.asarray(s.obs, jnp.float32)
 
     def step(state, action, key):
         del key  # Brax dynamics are deterministic
         s, t = state
         s = benv.step(s, action)
         t = t + 1
-        terminated = s.done > 0.5
+        terminated = jnp.asarray(s.done) > 0.5
         truncated = jnp.logical_and(t >= episode_length, jnp.logical_not(terminated))
-        return (s, t), s.obs.astype(jnp.float32), s.reward.astype(jnp.float32), terminated, truncated
+        # some Brax envs return Python floats for reward/done: make them arrays
+        return ((s, t), jnp.asarray(s.obs, jnp.float32), jnp.asarray(s.reward, jnp.float32),
+                terminated, truncated)
 
     return JaxEnv(f"brax:{name}", int(benv.observation_size), action_dim,
                   -np.ones(action_dim), np.ones(action_dim), episode_length, reset, step)

@@ -366,6 +366,19 @@ def _env_for_run(run: dict, env: str | gym.Env | None) -> EnvInfo:
     return info
 
 
+def resume_target(run_dir: Path, run: dict, ckpt: Path, start: int, steps: int | None) -> int:
+    """The step a resume trains to (``steps`` more, or the original total), recorded in
+    config.json so that a later crash finishes the same total."""
+    until = start + steps if steps is not None else int(run["steps"])
+    if until <= start:
+        raise ConfigError(f"the run is already at step {start} (asked total {run['steps']}); "
+                          "pass --steps M to train M more steps")
+    run["steps"] = until
+    atomic_write_text(run_dir / "config.json", json.dumps(run, indent=1))
+    log.info("resuming %s from %s (step %d) to step %d", run["algo"], ckpt, start, until)
+    return until
+
+
 def resume(run_dir: str | Path, steps: int | None = None, progress: bool | None = None,
            env: str | gym.Env | None = None) -> Run:
     """Continue a run from its latest checkpoint: ``steps`` more env steps, or (None) up to
@@ -384,13 +397,7 @@ def resume(run_dir: str | Path, steps: int | None = None, progress: bool | None 
     fns = get_algo(run["algo"]).make_fns(cfg, info.obs_dim, info.action_dim)
     ln = restore_learner(cfg, info, fns, meta, arrays, str(ckpt))
     start = ln.host.step
-    until = start + steps if steps is not None else int(run["steps"])
-    if until <= start:
-        raise ConfigError(f"the run is already at step {start} (asked total {run['steps']}); "
-                          "pass --steps M to train M more steps")
-    run["steps"] = until
-    atomic_write_text(run_dir / "config.json", json.dumps(run, indent=1))
-    log.info("resuming %s from %s (step %d) to step %d", run["algo"], ckpt, start, until)
+    until = resume_target(run_dir, run, ckpt, start, steps)
     return _train_session(run_dir, run, ln, until, progress, start,
                           _eval_env(info, run.get("env_kwargs") or None))
 
