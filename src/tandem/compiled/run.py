@@ -131,7 +131,7 @@ def _restore_state(template, arrays: dict, source: str):
 def run_compiled(run_dir: Path, run: dict, cfg, env: JaxEnv, prog: _Program, ls, until: int,
                  progress: bool | None, resume_step: int | None):
     """Drive chunks to ``until``: log per seed, checkpoint, evaluate, write summaries."""
-    from tandem.host.run import Sweep, _stop_on_interrupt, _versions, policy_for
+    from tandem.host.run import Sweep, _stop_on_interrupt, _versions, machine_info, policy_for
 
     seeds = run["seeds"]
     step = int(np.asarray(ls.step)[0])
@@ -225,7 +225,7 @@ def run_compiled(run_dir: Path, run: dict, cfg, env: JaxEnv, prog: _Program, ls,
     agg.update({"path": "compiled", "time/sps": steps_done / max(train_s, 1e-9),
                 "time/sps_total": len(seeds) * steps_done / max(train_s, 1e-9),
                 "time/compile_s": prog.compile_s - compile0, "time/wall_s": wall,
-                "versions": versions, "machine": _machine()})
+                "versions": versions, "machine": machine_info()})
     atomic_write_text(run_dir / "summary.json", json.dumps(agg, indent=1))
     log.info("done: %d seeds x %d steps, eval return %s, %.0f steps/s per seed (%.0f total), "
              "compile %.1f s -> %s", len(seeds), step,
@@ -233,13 +233,6 @@ def run_compiled(run_dir: Path, run: dict, cfg, env: JaxEnv, prog: _Program, ls,
              f"{agg['eval/return_mean']:.2f} +- {agg['eval/return_std_across_seeds']:.2f}",
              agg["time/sps"], agg["time/sps_total"], agg["time/compile_s"], run_dir)
     return Sweep(run_dir, cfg.algo, env.env_id, seeds, summaries, agg, policies, ls)
-
-
-def _machine() -> dict:
-    import os
-    import platform
-    return {"platform": platform.platform(), "cpus": os.cpu_count(),
-            "jax_backend": jax.default_backend()}
 
 
 def _seed_slice(tree, i: int):

@@ -151,6 +151,11 @@ def _versions() -> dict:
             "numpy": np.__version__, "python": platform.python_version()}
 
 
+def machine_info() -> dict:
+    return {"platform": platform.platform(), "cpus": os.cpu_count(),
+            "jax_backend": jax.default_backend()}
+
+
 class _Session:
     """Sinks and checkpointing for one training call (host side only)."""
 
@@ -211,8 +216,7 @@ def _train_session(run_dir: Path, run: dict, ln: Learner, until: int, progress: 
                "rollout/ep_return_mean": (float(np.mean(ln.host.recent_returns))
                                           if ln.host.recent_returns else None),
                "resumed_from": resume_step, "versions": versions,
-               "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                           "jax_backend": jax.default_backend()}}
+               "machine": machine_info()}
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
     log.info("done: %d steps, eval return %s over %d episodes, %.1f steps/s -> %s",
              ln.host.step, "n/a" if ev["eval/return_mean"] is None else
