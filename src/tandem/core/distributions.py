@@ -54,3 +54,53 @@ class TanhNormal(NamedTuple):
 
     def mode(self) -> jax.Array:
         return jnp.tanh(self.loc)
+
+
+class Categorical(NamedTuple):
+    """Categorical over the last axis of ``logits`` [..., n]; samples are int32 indices."""
+
+    logits: jax.Array
+
+    def _log_p(self) -> jax.Array:
+        return jax.nn.log_softmax(self.logits, axis=-1)
+
+    def sample(self, key: jax.Array) -> jax.Array:
+        return jax.random.categorical(key, self.logits, axis=-1).astype(jnp.int32)
+
+    def log_prob(self, x: jax.Array) -> jax.Array:
+        idx = jnp.asarray(x, jnp.int32)[..., None]
+        return jnp.take_along_axis(self._log_p(), idx, axis=-1)[..., 0]
+
+    def entropy(self) -> jax.Array:
+        log_p = self._log_p()
+        # exp(log_p) * log_p with 0 * -inf taken as 0 (a logit of -inf is a masked action)
+        return -jnp.sum(jnp.where(log_p > -jnp.inf, jnp.exp(log_p) * log_p, 0.0), axis=-1)
+
+    def mode(self) -> jax.Array:
+        return jnp.argmax(self.logits, axis=-1).astype(jnp.int32)
+
+
+class MultiCategorical(NamedTuple):
+    """Independent categoricals (Gymnasium MultiDiscrete): ``logits`` [..., sum(nvec)] are
+    split into len(nvec) groups; samples are int32 [..., len(nvec)]; log_prob and entropy sum
+    over the groups (the joint of independent factors)."""
+
+    logits: jax.Array
+    nvec: tuple[int, ...]
+
+    def _parts(self) -> list[Categorical]:
+        bounds = [sum(self.nvec[:i]) for i in range(1, len(self.nvec))]
+        return [Categorical(x) for x in jnp.split(self.logits, bounds, axis=-1)]
+
+    def sample(self, key: jax.Array) -> jax.Array:
+        keys = jax.random.split(key, len(self.nvec))
+        return jnp.stack([c.sample(k) for c, k in zip(self._parts(), keys)], axis=-1)
+
+    def log_prob(self, x: jax.Array) -> jax.Array:
+        return sum(c.log_prob(x[..., i]) for i, c in enumerate(self._parts()))
+
+    def entropy(self) -> jax.Array:
+        return sum(c.entropy() for c in self._parts())
+
+    def mode(self) -> jax.Array:
+        return jnp.stack([c.mode() for c in self._parts()], axis=-1)

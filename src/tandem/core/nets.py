@@ -36,18 +36,25 @@ class MLP(nn.Module):
     dropout: float = 0.0
     layer_norm: bool = False
     deterministic: bool = True
+    # orthogonal init (gain sqrt 2 hidden, out_scale last): the on-policy convention
+    # (Engstrom et al., 2020; Andrychowicz et al., 2021)
+    orthogonal: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         act = ACTIVATIONS[self.activation]
+        hidden_init = (nn.initializers.orthogonal(2.0 ** 0.5) if self.orthogonal
+                       else nn.linear.default_kernel_init)
+        out_init = (nn.initializers.orthogonal(self.out_scale) if self.orthogonal
+                    else _out_init(self.out_scale))
         for width in self.hidden_sizes:
-            x = nn.Dense(width)(x)
+            x = nn.Dense(width, kernel_init=hidden_init)(x)
             if self.dropout > 0.0:
                 x = nn.Dropout(self.dropout, deterministic=self.deterministic)(x)
             if self.layer_norm:
                 x = nn.LayerNorm()(x)
             x = act(x)
-        return nn.Dense(self.out_dim, kernel_init=_out_init(self.out_scale))(x)
+        return nn.Dense(self.out_dim, kernel_init=out_init)(x)
 
 
 # ---------------------------------------------------------------------------- SimbaV2

@@ -1,9 +1,17 @@
-"""Running mean/variance of observations (host side, float64), saved with the policy."""
+"""Running mean/variance of observations and returns, saved with the policy.
+
+Two holders of the same statistics: :class:`RunningMeanStd` (host side, float64 NumPy) and
+:class:`RMS` (a pytree for the compiled path). Both merge batches with :func:`merge_moments`,
+written with array methods only so it runs on NumPy and JAX arrays alike.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from tandem.core.types import ObsStats
@@ -26,29 +34,63 @@ class RunningMeanStd:
     def update(self, x: np.ndarray) -> None:
         """Merge a batch [N, dim] (or one row [dim]) into the statistics (Chan et al., 1979)."""
         x = np.asarray(x, np.float64).reshape(-1, self.mean.shape[0])
-        n = x.shape[0]
-        b_mean, b_var = x.mean(axis=0), x.var(axis=0)
-        total = self.count + n
-        delta = b_mean - self.mean
-        self.mean = self.mean + delta * n / total
-        m2 = self.var * self.count + b_var * n + delta**2 * self.count * n / total
-        self.var = m2 / total
-        self.count = total
+        self.mean, self.var, self.count = merge_moments(self.mean, self.var, self.count, x)
 
     def stats(self) -> ObsStats:
         """float32 mean and std, as the jitted functions take them."""
         return ObsStats(self.mean.astype(np.float32),
                         np.sqrt(self.var + self.eps).astype(np.float32))
 
-    def state_arrays(self) -> dict[str, np.ndarray]:
-        return {"obs_rms/mean": self.mean, "obs_rms/var": self.var,
-                "obs_rms/count": np.asarray(self.count, np.float64)}
+    def state_arrays(self, prefix: str = "obs_rms") -> dict[str, np.ndarray]:
+        return {f"{prefix}/mean": self.mean, f"{prefix}/var": self.var,
+                f"{prefix}/count": np.asarray(self.count, np.float64)}
 
     @classmethod
-    def from_state(cls, arrays: dict[str, np.ndarray]) -> "RunningMeanStd":
-        return cls(np.array(arrays["obs_rms/mean"], np.float64),
-                   np.array(arrays["obs_rms/var"], np.float64),
-                   float(arrays["obs_rms/count"]))
+    def from_state(cls, arrays: dict[str, np.ndarray], prefix: str = "obs_rms"
+                   ) -> "RunningMeanStd":
+        return cls(np.array(arrays[f"{prefix}/mean"], np.float64),
+                   np.array(arrays[f"{prefix}/var"], np.float64),
+                   float(arrays[f"{prefix}/count"]))
+
+
+def merge_moments(mean, var, count, x):
+    """Merge batch ``x`` [N, dim] into (mean [dim], var [dim], count) (Chan et al., 1979).
+
+    Population variance, as SB3's RunningMeanStd. NumPy in, NumPy out; JAX in, JAX out.
+    """
+    n = x.shape[0]
+    b_mean, b_var = x.mean(axis=0), x.var(axis=0)
+    total = count + n
+    delta = b_mean - mean
+    new_mean = mean + delta * n / total
+    m2 = var * count + b_var * n + delta**2 * count * n / total
+    return new_mean, m2 / total, total
+
+
+class RMS(NamedTuple):
+    """Running statistics as a pytree (compiled path): float32 mean/var [dim], count []."""
+
+    mean: jax.Array
+    var: jax.Array
+    count: jax.Array
+
+    @classmethod
+    def create(cls, dim: int) -> "RMS":
+        return cls(jnp.zeros(dim, jnp.float32), jnp.ones(dim, jnp.float32),
+                   jnp.asarray(1e-4, jnp.float32))
+
+    def update(self, x: jax.Array) -> "RMS":
+        return RMS(*merge_moments(self.mean, self.var, self.count,
+                                  x.reshape(-1, self.mean.shape[0])))
+
+    def stats(self, eps: float = 1e-8) -> ObsStats:
+        return ObsStats(self.mean, jnp.sqrt(self.var + eps))
+
+
+def scale_reward(reward, ret_var, eps: float = 1e-8, clip: float = 10.0):
+    """Reward divided by the running std of the discounted return, clipped (SB3 VecNormalize;
+    Engstrom et al., 2020, "reward scaling"). NumPy or JAX."""
+    return (reward / (ret_var + eps) ** 0.5).clip(-clip, clip)
 
 
 def normalize_obs(obs, stats: ObsStats | None, clip: float = 10.0):
