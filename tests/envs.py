@@ -72,3 +72,26 @@ class DiscreteActionEnv(LineEnv):
     def __init__(self, **kw):
         super().__init__(**kw)
         self.action_space = gym.spaces.Discrete(3)
+
+
+class MultiDiscreteLineEnv(gym.Env):
+    """Two-part discrete action (MultiDiscrete [3, 2], start [1, 0]): a step size 1..3 and a
+    direction; obs (x, t); reward -|x|."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self):
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+        self.action_space = gym.spaces.MultiDiscrete([3, 2], start=[1, 0])
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.x, self.t = float(self.np_random.uniform(-1, 1)), 0
+        return np.array([self.x, self.t], np.float32), {}
+
+    def step(self, action):
+        assert self.action_space.contains(np.asarray(action)), action
+        size, direction = int(action[0]), int(action[1])
+        self.x += 0.1 * size * (1 if direction else -1)
+        self.t += 1
+        return np.array([self.x, self.t], np.float32), -abs(self.x), False, False, {}

@@ -13,7 +13,7 @@ from tests.envs import DiscreteActionEnv, ImageObsEnv, LineEnv, line_env
 
 def test_discrete_actions_name_what_fits(tmp_path):
     with pytest.raises(EnvError, match=r"SAC needs continuous \(Box\) actions but CartPole-v1 "
-                                        r"has Discrete\(2\)"):
+                                        r"has Discrete\(2\); tandem algorithms for it: a2c, ppo"):
         train(TINY, "CartPole-v1", steps=10, out=tmp_path / "r")
     with pytest.raises(EnvError, match="Discrete"):
         train(TINY, DiscreteActionEnv(), steps=10, out=tmp_path / "r")

@@ -10,11 +10,13 @@ __version__ = "0.1.0"
 
 from tandem.algos.ddpg import DDPGConfig  # noqa: E402
 from tandem.algos.droq import DroQConfig  # noqa: E402
+from tandem.algos.ppo import A2CConfig, PPOConfig  # noqa: E402
 from tandem.algos.sac import SACConfig  # noqa: E402
 from tandem.algos.td3 import TD3Config  # noqa: E402
 from tandem.errors import (CheckpointError, ConfigError, EnvError, TandemError,  # noqa: E402
                            TrainingInterrupted)
 from tandem.host.run import Policy, Run, evaluate, load, resume, train  # noqa: E402
 
-__all__ = ["SACConfig", "DroQConfig", "TD3Config", "DDPGConfig", "train", "resume", "load", "evaluate", "Run", "Policy", "TandemError",
+__all__ = ["SACConfig", "DroQConfig", "TD3Config", "DDPGConfig", "PPOConfig", "A2CConfig",
+           "train", "resume", "load", "evaluate", "Run", "Policy", "TandemError",
            "ConfigError", "EnvError", "CheckpointError", "TrainingInterrupted", "__version__"]

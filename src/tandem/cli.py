@@ -48,6 +48,8 @@ def _build_parser() -> _Parser:
     t.add_argument("--seeds", default=None,
                    help="train several seeds into one folder: a count from --seed (8), a range "
                    "(0-9) or a list (1,3,5); vmapped as one program on a JAX-native env")
+    t.add_argument("--envs", type=int, default=None,
+                   help="parallel envs of an on-policy algorithm (ppo, a2c): sets n_envs")
     t.add_argument("--out", default=None, help="run folder (default runs/<algo>_<env>_seed<S>_<time>)")
     t.add_argument("--progress", choices=("auto", "bar", "lines"), default="auto")
 
@@ -107,7 +109,13 @@ def _run(argv: Sequence[str]) -> int:
         return 0
     if args.command == "train":
         spec = get_algo(args.algo)
-        cfg = spec.config_cls(**_parse_overrides(spec.config_cls, extra))
+        overrides = _parse_overrides(spec.config_cls, extra)
+        if args.envs is not None:
+            if "n_envs" not in spec.config_cls.field_names():
+                raise _UsageError(f"--envs is for on-policy algorithms (ppo, a2c); {args.algo} "
+                                  "collects from one env")
+            overrides["n_envs"] = args.envs
+        cfg = spec.config_cls(**overrides)
         run = tandem.train(cfg, args.env, steps=args.steps, seed=args.seed, out=args.out,
                            progress=_progress(args.progress), seeds=args.seeds)
         _print_result(run.dir, run.summary)

@@ -24,11 +24,13 @@ class EnvInfo:
     action_low: np.ndarray    # [action_dim] float64
     action_high: np.ndarray   # [action_dim] float64
     obs_layout: dict          # JSON description used to flatten raw observations at deployment
+    # {"kind": "box"} or {"kind": "discrete" | "multidiscrete", "nvec": [...], "start": [...]}
+    action_space: dict = dataclasses.field(default_factory=lambda: {"kind": "box"})
 
     def spec_json(self) -> dict:
         return {"env_id": self.env_id, "obs_dim": self.obs_dim, "action_dim": self.action_dim,
                 "action_low": self.action_low.tolist(), "action_high": self.action_high.tolist(),
-                "obs_layout": self.obs_layout}
+                "obs_layout": self.obs_layout, "action_space": self.action_space}
 
 
 def scale_action(a, low, high):
@@ -111,31 +113,63 @@ def make_env(env: str | gym.Env, algo: str = "sac", env_kwargs: dict | None = No
         raise EnvError(f"expected a Gymnasium env id or gymnasium.Env instance, got "
                        f"{type(env).__name__}")
 
-    act_space = instance.action_space
-    if not isinstance(act_space, gym.spaces.Box):
-        fits = algos_for_action_space(type(act_space).__name__)
-        fit_text = (f"tandem algorithms for it: {', '.join(fits)}" if fits else
-                    "tandem has no algorithm for it yet (PPO/A2C for discrete actions are on "
-                    "the roadmap)")
-        raise EnvError(f"{algo.upper()} needs continuous (Box) actions but "
-                       f"{env_id or 'the env'} has {act_space}; {fit_text}")
-    if len(act_space.shape) != 1:
-        raise EnvError(f"action space {act_space} must be one-dimensional; reshape it with a "
-                       "gymnasium.ActionWrapper")
-    low, high = act_space.low.astype(np.float64), act_space.high.astype(np.float64)
-    if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
-        raise EnvError(f"action space {act_space} has infinite bounds; {algo.upper()} squashes "
-                       "actions into [low, high], so give the env finite bounds (e.g. wrap it "
-                       "with gymnasium.wrappers.ClipAction after setting a finite Box)")
-    if np.any(high <= low):
-        raise EnvError(f"action space {act_space} has high <= low in some dimension")
-
+    low, high, action_space = check_action_space(instance.action_space, env_id, algo)
     layout = _obs_layout(instance.observation_space)
     needs_flatten = not (layout["type"] == "box" and len(layout["shape"]) == 1)
     if needs_flatten:
         instance = gym.wrappers.FlattenObservation(instance)
     obs_dim = int(np.prod(instance.observation_space.shape))
-    return EnvInfo(instance, env_id, obs_dim, int(act_space.shape[0]), low, high, layout)
+    return EnvInfo(instance, env_id, obs_dim, len(low), low, high, layout, action_space)
+
+
+def check_action_space(act_space: gym.Space, env_id: str | None, algo: str
+                       ) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(low, high, action-space JSON) of an env whose actions ``algo`` can produce, or a clear
+    EnvError naming the algorithms that fit."""
+    from tandem.algos import algos_for_action_space, get_algo
+
+    kind = type(act_space).__name__
+    accepted = get_algo(algo).action_spaces
+    if kind not in accepted:
+        fits = algos_for_action_space(kind)
+        fit_text = (f"tandem algorithms for it: {', '.join(sorted(fits))}" if fits else
+                    "tandem has no algorithm for it yet")
+        wants = "continuous (Box)" if accepted == ("Box",) else " or ".join(accepted)
+        raise EnvError(f"{algo.upper()} needs {wants} actions but {env_id or 'the env'} has "
+                       f"{act_space}; {fit_text}")
+    if isinstance(act_space, gym.spaces.Discrete):
+        zeros = np.zeros(1)
+        return zeros, zeros, {"kind": "discrete", "nvec": [int(act_space.n)],
+                              "start": [int(act_space.start)]}
+    if isinstance(act_space, gym.spaces.MultiDiscrete):
+        if act_space.nvec.ndim != 1:
+            raise EnvError(f"action space {act_space} must be one-dimensional; flatten it with a "
+                           "gymnasium.ActionWrapper")
+        zeros = np.zeros(len(act_space.nvec))
+        return zeros, zeros, {"kind": "multidiscrete",
+                              "nvec": [int(n) for n in act_space.nvec],
+                              "start": [int(x) for x in act_space.start]}
+    if len(act_space.shape) != 1:
+        raise EnvError(f"action space {act_space} must be one-dimensional; reshape it with a "
+                       "gymnasium.ActionWrapper")
+    low, high = act_space.low.astype(np.float64), act_space.high.astype(np.float64)
+    if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+        raise EnvError(f"action space {act_space} has infinite bounds; {algo.upper()} maps "
+                       "actions into [low, high], so give the env finite bounds (e.g. wrap it "
+                       "with gymnasium.wrappers.ClipAction after setting a finite Box)")
+    if np.any(high <= low):
+        raise EnvError(f"action space {act_space} has high <= low in some dimension")
+    return low, high, {"kind": "box"}
+
+
+def to_env_action(a, info_low, info_high, action_space: dict):
+    """Policy action -> env action: Box actions in [-1, 1] are clipped and scaled to the
+    bounds (float64); discrete actions get Gymnasium's ``start`` offset added."""
+    if action_space["kind"] == "box":
+        return scale_action(np.clip(a, -1.0, 1.0), info_low, info_high)
+    a = np.asarray(a, np.int64)
+    start = np.asarray(action_space["start"], np.int64)
+    return a + (start[0] if action_space["kind"] == "discrete" else start)
 
 
 def check_finite(obs: np.ndarray, reward: float, step: int, episode: int) -> None:
@@ -147,3 +181,85 @@ def check_finite(obs: np.ndarray, reward: float, step: int, episode: int) -> Non
         bad = np.flatnonzero(~np.isfinite(obs))[:5].tolist()
         raise EnvError(f"the env returned a non-finite observation at env step {step} "
                        f"(episode {episode}), indices {bad}; fix the env or clip its outputs")
+
+
+# ============================================================================ vector envs
+def episode_seed(seed: int, *stream: int) -> int:
+    """Reset seed of one training episode, e.g. (seed, episode) or (seed, env, episode):
+    independent streams, reproducible from the indices alone."""
+    return int(np.random.SeedSequence([seed, *stream]).generate_state(1)[0])
+
+
+class SeededEpisodes(gym.Wrapper):
+    """Sub-env wrapper of a vector env that makes every episode reproducible: episode k of
+    sub-env i is reset with ``episode_seed(seed, i, k)`` and its actions are recorded. A
+    resume resets with ``options={"tandem_restore": [(k_i, actions_i), ...]}``: each sub-env
+    resets episode k_i and replays its actions, so it is where the checkpoint left it for
+    any env that is deterministic given its seed."""
+
+    def __init__(self, env: gym.Env, seed: int, index: int) -> None:
+        super().__init__(env)
+        self.tandem_seed, self.tandem_index = seed, index
+        self.tandem_episode = -1
+        self.tandem_actions: list = []
+
+    def reset(self, *, seed=None, options=None):
+        restore = (options or {}).get("tandem_restore")
+        if restore is not None:
+            episode, actions = restore[self.tandem_index]
+            self.tandem_episode = int(episode)
+        else:
+            self.tandem_episode += 1
+            actions = ()
+        obs, info = self.env.reset(seed=episode_seed(self.tandem_seed, self.tandem_index,
+                                                     self.tandem_episode))
+        self.tandem_actions = []
+        for a in actions:
+            obs, *_ = self.step(a)
+        return obs, info
+
+    def step(self, action):
+        self.tandem_actions.append(np.array(action))
+        return self.env.step(action)
+
+    def tandem_position(self) -> tuple[int, np.ndarray]:
+        """(episode index, actions taken in it so far) for a checkpoint."""
+        return self.tandem_episode, np.asarray(self.tandem_actions)
+
+
+class SubEnvFactory:
+    """Picklable factory of one sub-env (AsyncVectorEnv starts its workers with spawn)."""
+
+    def __init__(self, env_id: str | None, env_kwargs: dict | None, spec: Any, flatten: bool,
+                 seed: int, index: int) -> None:
+        self.env_id, self.env_kwargs, self.spec = env_id, env_kwargs or {}, spec
+        self.flatten, self.seed, self.index = flatten, seed, index
+
+    def __call__(self) -> gym.Env:
+        env = gym.make(self.env_id if self.env_id is not None else self.spec, **self.env_kwargs)
+        if self.flatten:
+            env = gym.wrappers.FlattenObservation(env)
+        return SeededEpisodes(env, self.seed, self.index)
+
+
+def make_vector_env(info: EnvInfo, source: str | gym.Env, n: int, seed: int, mode: str,
+                    env_kwargs: dict | None) -> gym.vector.VectorEnv:
+    """``n`` copies of the env as a Gymnasium vector env (sync or async) that resets finished
+    sub-envs in the same step and reports their final observation (``info["final_obs"]``)."""
+    flatten = not (info.obs_layout["type"] == "box" and len(info.obs_layout["shape"]) == 1)
+    if isinstance(source, gym.Env):
+        if source.spec is None:
+            if n > 1 or mode == "async":
+                raise EnvError("an unregistered env instance can only be trained with n_envs=1 "
+                               "and vec_env=sync; register it with gymnasium.register(...) "
+                               "to run several copies")
+            inner = info.env
+            fns = [lambda: SeededEpisodes(inner, seed, 0)]
+        else:  # a registered instance: re-made from its spec, kwargs included
+            fns = [SubEnvFactory(None, None, source.spec, flatten, seed, i) for i in range(n)]
+    else:
+        fns = [SubEnvFactory(source, env_kwargs, None, flatten, seed, i) for i in range(n)]
+    mode_same = gym.vector.AutoresetMode.SAME_STEP
+    if mode == "async":
+        return gym.vector.AsyncVectorEnv(fns, autoreset_mode=mode_same, context="spawn")
+    return gym.vector.SyncVectorEnv(fns, autoreset_mode=mode_same)

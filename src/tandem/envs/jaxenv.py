@@ -25,10 +25,10 @@ EXTRA_HINT = "install the JAX-native env suites with: pip install 'tandem-rl[jax
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class JaxEnv:
-    """A JAX-native env with continuous actions.
+    """A JAX-native env.
 
     reset(key) -> (env_state, obs [obs_dim])
-    step(env_state, action [action_dim] in env units, key)
+    step(env_state, action (Box: [action_dim] in env units; Discrete: int []), key)
         -> (env_state, next_obs [obs_dim], reward [], terminated [] bool, truncated [] bool)
     """
 
@@ -40,12 +40,18 @@ class JaxEnv:
     max_steps: int           # time limit (truncation) of an episode
     reset: Callable[[jax.Array], tuple[Any, jax.Array]]
     step: Callable[..., tuple[Any, jax.Array, jax.Array, jax.Array, jax.Array]]
+    action_space: dict = dataclasses.field(default_factory=lambda: {"kind": "box"})
 
     def spec_json(self) -> dict:
         return {"env_id": self.env_id, "obs_dim": self.obs_dim, "action_dim": self.action_dim,
                 "action_low": self.action_low.tolist(), "action_high": self.action_high.tolist(),
                 "obs_layout": {"type": "box", "shape": [self.obs_dim]},
-                "max_steps": self.max_steps}
+                "max_steps": self.max_steps, "action_space": self.action_space}
+
+    @property
+    def space_name(self) -> str:
+        """Gymnasium's name of the action space (what AlgoSpec.action_spaces lists)."""
+        return {"box": "Box", "discrete": "Discrete"}[self.action_space["kind"]]
 
 
 def is_jax_env(env: Any) -> bool:
@@ -74,12 +80,17 @@ def _gymnax(name: str, kwargs: dict) -> JaxEnv:
                                                        if close else ""))
     genv, params = gymnax.make(name, **kwargs)
     space = genv.action_space(params)
-    if not isinstance(space, spaces.Box) or len(np.shape(space.low) or (1,)) != 1:
-        raise EnvError(f"gymnax:{name} has action space {space}; the off-policy algorithms need "
-                       "continuous (Box) actions")
-    action_dim = int(np.prod(space.shape))
-    low = np.broadcast_to(np.asarray(space.low, np.float64), (action_dim,)).copy()
-    high = np.broadcast_to(np.asarray(space.high, np.float64), (action_dim,)).copy()
+    if isinstance(space, spaces.Discrete):
+        action_dim, low, high = 1, np.zeros(1), np.zeros(1)
+        action_space = {"kind": "discrete", "nvec": [int(space.n)], "start": [0]}
+    elif isinstance(space, spaces.Box) and len(np.shape(space.low) or (1,)) == 1:
+        action_dim = int(np.prod(space.shape))
+        low = np.broadcast_to(np.asarray(space.low, np.float64), (action_dim,)).copy()
+        high = np.broadcast_to(np.asarray(space.high, np.float64), (action_dim,)).copy()
+        action_space = {"kind": "box"}
+    else:
+        raise EnvError(f"gymnax:{name} has action space {space}; tandem supports Box and "
+                       "Discrete actions on gymnax envs")
     obs_dim = int(np.prod(genv.observation_space(params).shape))
     max_steps = int(params.max_steps_in_episode)
 
@@ -96,7 +107,8 @@ def _gymnax(name: str, kwargs: dict) -> JaxEnv:
         return (state, jnp.ravel(obs).astype(jnp.float32), jnp.asarray(reward, jnp.float32),
                 terminated, truncated)
 
-    return JaxEnv(f"gymnax:{name}", obs_dim, action_dim, low, high, max_steps, reset, step)
+    return JaxEnv(f"gymnax:{name}", obs_dim, action_dim, low, high, max_steps, reset, step,
+                  action_space)
 
 
 def _brax(name: str, kwargs: dict) -> JaxEnv:

@@ -28,16 +28,11 @@ import numpy as np
 from tandem.core.checkpoint import flatten_pytree, restore_pytree
 from tandem.core.normalize import RunningMeanStd
 from tandem.core.replay import HostReplay
-from tandem.envs.gym import EnvInfo, check_finite, scale_action
+from tandem.envs.gym import EnvInfo, check_finite, episode_seed, scale_action
 
 log = logging.getLogger("tandem")
 
 RECENT = 20  # episodes averaged for rollout/ metrics
-
-
-def episode_seed(seed: int, episode: int) -> int:
-    """Reset seed of training episode ``episode`` (independent streams per episode)."""
-    return int(np.random.SeedSequence([seed, episode]).generate_state(1)[0])
 
 
 @dataclasses.dataclass

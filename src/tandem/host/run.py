@@ -30,10 +30,9 @@ from tandem.core.evaluate import evaluate_policy
 from tandem.core.logging import CSVSink, Progress, TensorBoardSink
 from tandem.core.normalize import RunningMeanStd
 from tandem.core.types import ObsStats
-from tandem.envs.gym import EnvInfo, flatten_obs, make_env, scale_action
+from tandem.envs.gym import EnvInfo, flatten_obs, make_env, scale_action, to_env_action
 from tandem.errors import CheckpointError, ConfigError, EnvError, TandemError, TrainingInterrupted
-from tandem.host.offpolicy import (Learner, learner_arrays, learner_meta, new_learner,
-                                   restore_learner, run_steps)
+from tandem.host import offpolicy, onpolicy
 
 log = logging.getLogger("tandem")
 
@@ -50,6 +49,7 @@ class Policy:
     action_high: np.ndarray
     obs_layout: dict
     _act: Any
+    action_space: dict = dataclasses.field(default_factory=lambda: {"kind": "box"})
 
     def act(self, obs: Any) -> np.ndarray:
         """Action for one raw env observation (Dict/Tuple/multi-dim observations are
@@ -60,6 +60,8 @@ class Policy:
     def act_flat(self, obs: np.ndarray) -> np.ndarray:
         """Action for an already flattened observation [obs_dim] or batch [N, obs_dim]."""
         a = np.asarray(self._act(self.params, self.obs_stats, np.asarray(obs, np.float32)))
+        if self.action_space["kind"] != "box":  # integer actions, Gymnasium's start added
+            return to_env_action(a, self.action_low, self.action_high, self.action_space)
         return np.clip(scale_action(a, self.action_low, self.action_high), self.action_low,
                        self.action_high)
 
@@ -101,7 +103,14 @@ class Sweep:
 def policy_for(algo: str, fns, params, rms: RunningMeanStd | None, spec: dict) -> Policy:
     return Policy(algo, params, None if rms is None else rms.stats(),
                   np.asarray(spec["action_low"], np.float64),
-                  np.asarray(spec["action_high"], np.float64), spec["obs_layout"], fns.act)
+                  np.asarray(spec["action_high"], np.float64), spec["obs_layout"], fns.act,
+                  spec.get("action_space") or {"kind": "box"})
+
+
+def _driver(algo: str):
+    """The host loop module of an algorithm (same interface: learner_arrays, learner_meta,
+    run_steps, and a Learner with .host.step / .host.recent_returns)."""
+    return onpolicy if get_algo(algo).driver == "onpolicy" else offpolicy
 
 
 # ============================================================================ helpers
@@ -159,9 +168,10 @@ def machine_info() -> dict:
 class _Session:
     """Sinks and checkpointing for one training call (host side only)."""
 
-    def __init__(self, run_dir: Path, ln: Learner, algo: str, resume_step: int | None,
+    def __init__(self, run_dir: Path, ln, algo: str, resume_step: int | None,
                  total: int, progress: bool | None) -> None:
         self.run_dir, self.ln, self.algo = run_dir, ln, algo
+        self.driver = _driver(algo)
         self.csv = CSVSink(run_dir / "metrics.csv", resume_step)
         self.tb = TensorBoardSink(run_dir / "tb")
         self.progress = Progress(total, ln.host.step, progress, f"{algo}")
@@ -178,8 +188,8 @@ class _Session:
     def on_checkpoint(self, step: int) -> None:
         ln = self.ln
         save_checkpoint(self.run_dir / "checkpoints", algo=self.algo, step=step,
-                        arrays=learner_arrays(ln), meta=learner_meta(ln),
-                        keep=ln.cfg.keep_checkpoints)
+                        arrays=self.driver.learner_arrays(ln),
+                        meta=self.driver.learner_meta(ln), keep=ln.cfg.keep_checkpoints)
 
     def close(self) -> None:
         self.progress.close()
@@ -187,18 +197,23 @@ class _Session:
         self.tb.close()
 
 
-def _train_session(run_dir: Path, run: dict, ln: Learner, until: int, progress: bool | None,
+def _train_session(run_dir: Path, run: dict, ln, until: int, progress: bool | None,
                    resume_step: int | None, eval_env: gym.Env) -> Run:
     algo = run["algo"]
     session = _Session(run_dir, ln, algo, resume_step, until, progress)
     start_step, t0 = ln.host.step, time.perf_counter()
     try:
         with _stop_on_interrupt(ln):
-            run_steps(ln, until, session.on_log, session.on_checkpoint, session.on_progress)
+            session.driver.run_steps(ln, until, session.on_log, session.on_checkpoint,
+                                     session.on_progress)
         wall = time.perf_counter() - t0
         session.on_checkpoint(ln.host.step)
     except TandemError as exc:  # e.g. the env returned NaN: say what was kept
         raise type(exc)(f"{exc}. {_kept(run_dir)}") from None
+    except BaseException:
+        if hasattr(ln, "envs"):
+            ln.envs.close()
+        raise
     finally:
         session.close()
     if ln.stop_requested:
@@ -206,6 +221,8 @@ def _train_session(run_dir: Path, run: dict, ln: Learner, until: int, progress: 
                                   f"there: continue with `tandem resume {run_dir}`")
     policy = policy_for(algo, ln.fns, ln.fns.policy_params(ln.state), ln.rms, run["env_spec"])
     ev = evaluate_policy(policy.act_flat, eval_env, ln.cfg.eval_episodes, ln.seed)
+    if hasattr(ln, "envs"):  # after the evaluation: it may run on the training instance
+        ln.envs.close()
     versions = _versions()
     summary = {"algo": algo, "env": run["env"], "seed": ln.seed, "steps": ln.host.step,
                "version": versions["tandem"],
@@ -217,6 +234,9 @@ def _train_session(run_dir: Path, run: dict, ln: Learner, until: int, progress: 
                                           if ln.host.recent_returns else None),
                "resumed_from": resume_step, "versions": versions,
                "machine": machine_info()}
+    if hasattr(ln, "env_s"):  # on-policy: where the time went (env stepping vs learning)
+        summary["time/env_fraction"] = ln.env_s / max(wall, 1e-9)
+        summary["time/learn_fraction"] = ln.learn_s / max(wall, 1e-9)
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
     log.info("done: %d steps, eval return %s over %d episodes, %.1f steps/s -> %s",
              ln.host.step, "n/a" if ev["eval/return_mean"] is None else
@@ -226,7 +246,7 @@ def _train_session(run_dir: Path, run: dict, ln: Learner, until: int, progress: 
 
 
 @contextlib.contextmanager
-def _stop_on_interrupt(ln: Learner):
+def _stop_on_interrupt(ln):
     """First Ctrl-C: finish the current step, checkpoint, stop. Second: abort at once."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -255,10 +275,10 @@ def _kept(run_dir: Path) -> str:
             f"`tandem resume {run_dir}`")
 
 
-def _eval_env(info: EnvInfo, env_kwargs: dict | None) -> gym.Env:
+def _eval_env(info: EnvInfo, algo: str, env_kwargs: dict | None) -> gym.Env:
     """A separate env instance for evaluation when the env can be re-made from its id."""
     if info.env_id is not None:
-        return make_env(info.env_id, env_kwargs=env_kwargs).env
+        return make_env(info.env_id, algo, env_kwargs=env_kwargs).env
     return info.env  # an unregistered instance: evaluated after training, on the same object
 
 
@@ -332,12 +352,15 @@ def train(cfg: Config, env: str | gym.Env, steps: int = 50_000, seed: int = 0,
            "env_kwargs": env_kwargs or {}, "seed": int(seed), "steps": int(steps),
            "config": cfg.to_dict(), "env_spec": info.spec_json(), "versions": _versions()}
     atomic_write_text(run_dir / "config.json", json.dumps(run, indent=1))
-    fns = spec.make_fns(cfg, info.obs_dim, info.action_dim)
-    ln = new_learner(cfg, info, fns, int(seed))
+    fns = spec.build(cfg, info.spec_json())
+    if spec.driver == "onpolicy":
+        ln = onpolicy.new_learner(cfg, info, fns, int(seed), env, env_kwargs)
+    else:
+        ln = offpolicy.new_learner(cfg, info, fns, int(seed))
     log.info("training %s on %s for %d steps (seed %d) -> %s", cfg.algo, info.env_id or "env",
              steps, seed, run_dir)
     return _train_session(run_dir, run, ln, int(steps), progress, None,
-                          _eval_env(info, env_kwargs))
+                          _eval_env(info, cfg.algo, env_kwargs))
 
 
 def _train_sequential(cfg, env, steps: int, seeds: list[int], out, progress,
@@ -398,12 +421,18 @@ def resume(run_dir: str | Path, steps: int | None = None, progress: bool | None 
     ckpt = latest_checkpoint(run_dir)
     meta, arrays = load_checkpoint(ckpt, expect_algo=run["algo"])
     info = _env_for_run(run, env)
-    fns = get_algo(run["algo"]).make_fns(cfg, info.obs_dim, info.action_dim)
-    ln = restore_learner(cfg, info, fns, meta, arrays, str(ckpt))
+    spec = get_algo(run["algo"])
+    fns = spec.build(cfg, run["env_spec"])
+    if spec.driver == "onpolicy":
+        source = env if env is not None else run["env"]
+        ln = onpolicy.restore_learner(cfg, info, fns, meta, arrays, str(ckpt), source,
+                                      run.get("env_kwargs") or None)
+    else:
+        ln = offpolicy.restore_learner(cfg, info, fns, meta, arrays, str(ckpt))
     start = ln.host.step
     until = resume_target(run_dir, run, ckpt, start, steps)
     return _train_session(run_dir, run, ln, until, progress, start,
-                          _eval_env(info, run.get("env_kwargs") or None))
+                          _eval_env(info, run["algo"], run.get("env_kwargs") or None))
 
 
 def load(run_dir: str | Path, seed: int | None = None) -> Policy:
@@ -418,7 +447,7 @@ def load(run_dir: str | Path, seed: int | None = None) -> Policy:
     ckpt = latest_checkpoint(run_dir)
     meta, arrays = load_checkpoint(ckpt, expect_algo=run["algo"])
     spec = run["env_spec"]
-    fns = get_algo(run["algo"]).make_fns(cfg, spec["obs_dim"], spec["action_dim"])
+    fns = get_algo(run["algo"]).build(cfg, spec)
     state = restore_pytree(jax.eval_shape(fns.init, jax.random.PRNGKey(0)), arrays, "state",
                            str(ckpt))
     params = fns.policy_params(state)
