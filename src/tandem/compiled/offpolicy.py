@@ -45,6 +45,7 @@ class CompiledTrain(NamedTuple):
     warmup: Callable[[LoopState, jax.Array], tuple[LoopState, dict]]  # n random-action steps
     train: Callable[[LoopState, jax.Array], tuple[LoopState, dict]]   # n training iterations
     evaluate: Callable[[Any, jax.Array, int], jax.Array]         # -> [episodes] returns
+    policy_of: Callable[[Any], Any]  # loop state -> what ``evaluate`` takes as its policy
 
 
 def _scale(a: jax.Array, low: jax.Array, high: jax.Array) -> jax.Array:
@@ -157,4 +158,4 @@ def make_train(cfg, env: JaxEnv, fns: OffPolicyFns, capacity: int) -> CompiledTr
             return total
         return jax.vmap(one)(jax.random.split(key, episodes))
 
-    return CompiledTrain(init, warmup, train, evaluate)
+    return CompiledTrain(init, warmup, train, evaluate, lambda ls: fns.policy_params(ls.algo))

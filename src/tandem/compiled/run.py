@@ -18,7 +18,7 @@ import jax
 import numpy as np
 
 from tandem.algos import get_algo
-from tandem.compiled.offpolicy import make_train
+from tandem.compiled import offpolicy, onpolicy
 from tandem.config import Config
 from tandem.core.checkpoint import (atomic_write_text, flatten_pytree, latest_checkpoint,
                                     load_checkpoint, restore_pytree, save_checkpoint)
@@ -31,6 +31,8 @@ log = logging.getLogger("tandem")
 
 
 def _check_schedule(cfg) -> None:
+    if get_algo(cfg.algo).driver == "onpolicy":
+        return  # chunks end on whole rollouts, as on the host path
     if cfg.normalize_obs:
         raise ConfigError("normalize_obs=True is not supported on the compiled path yet; train "
                           "without it or use a Gymnasium env")
@@ -44,10 +46,23 @@ def _check_schedule(cfg) -> None:
 class _Program:
     """The jitted, vmapped chunk functions of one (config, env, seeds) and their compile time."""
 
-    def __init__(self, cfg, env: JaxEnv, n_seeds: int, capacity: int) -> None:
-        fns = get_algo(cfg.algo).make_fns(cfg, env.obs_dim, env.action_dim)
+    def __init__(self, cfg, env: JaxEnv, n_seeds: int) -> None:
+        spec = get_algo(cfg.algo)
+        if env.space_name not in spec.action_spaces:
+            from tandem.algos import algos_for_action_space
+            from tandem.errors import EnvError
+            fits = sorted(algos_for_action_space(env.space_name))
+            raise EnvError(f"{cfg.algo.upper()} needs {' or '.join(spec.action_spaces)} "
+                           f"actions but {env.env_id} has {env.space_name} actions; tandem "
+                           f"algorithms for it: {', '.join(fits)}")
+        fns = spec.build(cfg, env.spec_json())
         self.fns, self.cfg, self.n, self.env = fns, cfg, n_seeds, env
-        self.ct = make_train(cfg, env, fns, capacity)
+        if spec.driver == "onpolicy":
+            self.ct = onpolicy.make_train(cfg, env, fns)
+            self.unit, self.warmup_steps = cfg.n_envs * cfg.n_steps, 0
+        else:
+            self.ct = offpolicy.make_train(cfg, env, fns, cfg.buffer_size)
+            self.unit, self.warmup_steps = cfg.train_freq, cfg.learning_starts
         self.init = jax.jit(jax.vmap(self.ct.init))
         self.compile_s = 0.0
         self._cache: dict = {}
@@ -75,7 +90,19 @@ class _Program:
             self._cache["eval", episodes] = jax.jit(jax.vmap(
                 functools.partial(self.ct.evaluate, episodes=episodes)))
         fn = self._cache["eval", episodes]
-        return np.asarray(fn(self.fns.policy_params(ls.algo), keys), np.float64)  # [S, episodes]
+        return np.asarray(fn(jax.vmap(self.ct.policy_of)(ls), keys), np.float64)  # [S, episodes]
+
+    def policy(self, ls, i: int, spec: dict):
+        """The deployable policy of seed index ``i``."""
+        from tandem.core.types import ObsStats
+        from tandem.host.run import policy_for
+        params, stats = self.ct.policy_of(_seed_slice(ls, i)), None
+        if isinstance(params, tuple):  # on-policy: (actor params, observation stats)
+            params, stats = params
+        pol = policy_for(self.cfg.algo, self.fns, params, None, spec)
+        if stats is not None:
+            pol.obs_stats = ObsStats(np.asarray(stats.mean), np.asarray(stats.std))
+        return pol
 
 
 # Fields that do not change the compiled chunk functions (only when and how often the host
@@ -86,14 +113,14 @@ _HOST_ONLY = ("log_every", "checkpoint_every", "keep_checkpoints", "eval_episode
 @functools.lru_cache(maxsize=8)
 def _cached_program(cfg, env_id: str, env_kwargs_json: str, n_seeds: int) -> "_Program":
     env = make_jax_env(env_id, json.loads(env_kwargs_json) or None)
-    return _Program(cfg, env, n_seeds, cfg.buffer_size)
+    return _Program(cfg, env, n_seeds)
 
 
 def program_for(cfg, env: str | JaxEnv, env_kwargs: dict | None, n_seeds: int
                 ) -> tuple[JaxEnv, "_Program"]:
     """The (cached) compiled program for ``cfg`` on ``env`` with ``n_seeds`` seeds."""
     if isinstance(env, JaxEnv):  # a user-built adapter: not cached
-        return env, _Program(cfg, env, n_seeds, cfg.buffer_size)
+        return env, _Program(cfg, env, n_seeds)
     defaults = type(cfg)()
     key_cfg = cfg.replace(**{k: getattr(defaults, k) for k in _HOST_ONLY})
     prog = _cached_program(key_cfg, env, json.dumps(env_kwargs or {}, sort_keys=True), n_seeds)
@@ -106,6 +133,8 @@ def _keys(seeds: list[int]) -> jax.Array:
 
 def _state_arrays(ls) -> dict:
     """Checkpoint arrays of the vmapped state; of the replay buffer only the filled rows."""
+    if not hasattr(ls, "buffer"):
+        return flatten_pytree(ls, "state")
     arrays = flatten_pytree(ls._replace(buffer=None), "state")
     size = int(np.asarray(ls.size).max())
     for name, x in ls.buffer._asdict().items():
@@ -114,6 +143,8 @@ def _state_arrays(ls) -> dict:
 
 
 def _restore_state(template, arrays: dict, source: str):
+    if not hasattr(template, "buffer"):
+        return restore_pytree(template, arrays, "state", source)
     ls = restore_pytree(template._replace(buffer=None), arrays, "state", source)
     fields = {}
     for name, t in template.buffer._asdict().items():
@@ -131,7 +162,7 @@ def _restore_state(template, arrays: dict, source: str):
 def run_compiled(run_dir: Path, run: dict, cfg, env: JaxEnv, prog: _Program, ls, until: int,
                  progress: bool | None, resume_step: int | None):
     """Drive chunks to ``until``: log per seed, checkpoint, evaluate, write summaries."""
-    from tandem.host.run import Sweep, _stop_on_interrupt, _versions, machine_info, policy_for
+    from tandem.host.run import Sweep, _stop_on_interrupt, _versions, machine_info
 
     seeds = run["seeds"]
     step = int(np.asarray(ls.step)[0])
@@ -153,20 +184,26 @@ def run_compiled(run_dir: Path, run: dict, cfg, env: JaxEnv, prog: _Program, ls,
     flag = _Flag()
     start, t0, train_s = step, time.perf_counter(), 0.0
     compile0 = prog.compile_s
+    if hasattr(ls, "total"):  # on-policy: the learning rate anneals to 0 at `until`
+        ls = ls._replace(total=jax.numpy.full_like(ls.total, until))
+    unit = prog.unit
     try:
         with _stop_on_interrupt(flag):
             while step < until:
                 boundary = min((step // cfg.log_every + 1) * cfg.log_every, until)
-                if step < cfg.learning_starts:
-                    n = min(boundary, cfg.learning_starts) - step
+                if step < prog.warmup_steps:
+                    n = min(boundary, prog.warmup_steps) - step
                     kind, iters = "warmup", n
-                else:
+                elif prog.warmup_steps:  # off-policy: iterations of train_freq steps
                     n = boundary - step
-                    if n % cfg.train_freq:
+                    if n % unit:
                         raise ConfigError(f"steps must end on a training iteration: {until} - "
                                           f"learning_starts is not a multiple of train_freq="
-                                          f"{cfg.train_freq}")
-                    kind, iters = "train", n // cfg.train_freq
+                                          f"{unit}")
+                    kind, iters = "train", n // unit
+                else:  # whole rollouts; the last may pass `until`, as on the host path
+                    iters = -(-(boundary - step) // unit)
+                    kind, n = "train", iters * unit
                 c0 = prog.compile_s
                 t_chunk = time.perf_counter()
                 ls, metrics = prog.run(kind, ls, iters)
@@ -188,7 +225,8 @@ def run_compiled(run_dir: Path, run: dict, cfg, env: JaxEnv, prog: _Program, ls,
                     if i == 0:
                         bar.line(step, m)
                 bar.update(step, n / max(dt, 1e-9))
-                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < until:
+                if cfg.checkpoint_every and step < until and \
+                        (step - n) // cfg.checkpoint_every < step // cfg.checkpoint_every:
                     checkpoint(step)
                 if flag.stop_requested:
                     break
@@ -219,8 +257,7 @@ def run_compiled(run_dir: Path, run: dict, cfg, env: JaxEnv, prog: _Program, ls,
                    "resumed_from": resume_step}
         atomic_write_text(seed_dirs[i] / "summary.json", json.dumps(summary, indent=1))
         summaries.append(summary)
-        policies.append(policy_for(cfg.algo, prog.fns, _seed_slice(prog.fns.policy_params(ls.algo), i),
-                                   None, env.spec_json()))
+        policies.append(prog.policy(ls, i, env.spec_json()))
     agg = aggregate(summaries)
     agg.update({"path": "compiled", "time/sps": steps_done / max(train_s, 1e-9),
                 "time/sps_total": len(seeds) * steps_done / max(train_s, 1e-9),
@@ -260,7 +297,8 @@ def train_compiled(cfg: Config, env: str | JaxEnv, steps: int, seeds: list[int],
         raise ConfigError(f"'{out}' already holds a run; continue it with `tandem resume {out}` "
                           "or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
-    capacity = cfg.buffer_size  # preallocated per seed; fixed so a resume can train longer
+    # the replay buffer is preallocated per seed; fixed so a resume can train longer
+    capacity = getattr(cfg, "buffer_size", None)
     run = {"algo": cfg.algo, "env": jenv.env_id, "path": "compiled", "seeds": seeds,
            "env_kwargs": env_kwargs or {}, "seed": seeds[0], "steps": int(steps),
            "capacity": capacity, "config": cfg.to_dict(), "env_spec": jenv.spec_json(),
@@ -273,7 +311,7 @@ def train_compiled(cfg: Config, env: str | JaxEnv, steps: int, seeds: list[int],
 
 
 def _restore(run_dir: Path, run: dict, cfg) -> tuple[JaxEnv, _Program, Any, Path]:
-    if int(run["capacity"]) != cfg.buffer_size:
+    if run.get("capacity") != getattr(cfg, "buffer_size", None):
         raise CheckpointError(f"{run_dir}: config.json is inconsistent (capacity != buffer_size)")
     jenv, prog = program_for(cfg, run["env"], run.get("env_kwargs") or None, len(run["seeds"]))
     ckpt = latest_checkpoint(run_dir)
@@ -291,14 +329,12 @@ def resume_compiled(run_dir: Path, run: dict, cfg, steps: int | None, progress: 
 
 
 def load_compiled(run_dir: Path, run: dict, cfg, seed: int | None):
-    from tandem.host.run import policy_for
     seeds = run["seeds"]
     if seed is not None and seed not in seeds:
         raise CheckpointError(f"seed {seed} is not in this run (seeds {seeds})")
     i = 0 if seed is None else seeds.index(seed)
     _, prog, ls, _ = _restore(run_dir, run, cfg)
-    return policy_for(run["algo"], prog.fns, _seed_slice(prog.fns.policy_params(ls.algo), i),
-                      None, run["env_spec"])
+    return prog.policy(ls, i, run["env_spec"])
 
 
 def evaluate_compiled(run_dir: Path, run: dict, cfg, episodes: int) -> dict:
