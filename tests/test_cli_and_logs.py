@@ -71,6 +71,9 @@ def test_eval_and_resume_commands(run_dir, capsys):
     (["train", "sac", "--gamma"], "--gamma needs a value"),
     (["train", "sac", "--steps", "ten"], "invalid int value"),
     (["train", "dqn"], "invalid choice"),
+    (["train", "sac", "--envs", "4"], "--envs is for on-policy algorithms"),
+    (["train", "ppo", "--envs", "3", "--n-steps", "5", "--n-minibatches", "4"],
+     "must divide the rollout size n_envs x n_steps = 15"),
     (["eval", "/nonexistent/run"], "does not exist"),
     (["resume", "/nonexistent/run", "--steps", "5"], "does not exist"),
     (["eval"], "the following arguments are required"),
@@ -130,3 +133,24 @@ def test_ctrl_c_checkpoints_at_the_current_step_and_resume_continues(tmp_path):
     assert step >= 100
     assert main(["resume", str(out), "--steps", "20", "--progress", "lines"]) == 0
     assert json.loads((out / "summary.json").read_text())["steps"] == step + 20
+
+
+def test_ppo_and_a2c_from_the_command_line(tmp_path, capsys):
+    out = tmp_path / "ppo"
+    assert main(["train", "ppo", "--env", "CartPole-v1", "--envs", "2", "--n-steps", "16",
+                 "--steps", "64", "--hidden-sizes", "16,16", "--eval-episodes", "1",
+                 "--out", str(out), "--progress", "lines"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["config"]["n_envs"] == 2 and summary["steps"] == 64
+    assert 0 < summary["time/env_fraction"] < 1 and 0 < summary["time/learn_fraction"] < 1
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    acc = EventAccumulator(str(out / "tb"))
+    acc.Reload()
+    assert {"train/policy_loss", "train/value_loss", "train/entropy", "train/approx_kl",
+            "train/explained_variance", "rollout/ep_return_mean"} <= set(acc.Tags()["scalars"])
+    assert main(["eval", str(out), "--episodes", "2"]) == 0
+    capsys.readouterr()
+    assert main(["config", "a2c"]) == 0
+    text = capsys.readouterr().out
+    assert "--optimizer" in text and "default 'rmsprop'" in text and "--n-steps (int, default 5)" in text

@@ -9,7 +9,8 @@ import pytest
 
 pytest.importorskip("gymnax")
 
-from tandem import ConfigError, EnvError, TD3Config, evaluate, load, resume, train  # noqa: E402
+from tandem import (ConfigError, EnvError, PPOConfig, TD3Config, evaluate, load, resume,  # noqa: E402
+                    train)
 from tandem.cli import main  # noqa: E402
 from tandem.compiled.run import _Program, _keys  # noqa: E402
 from tandem.core.checkpoint import latest_checkpoint, load_checkpoint  # noqa: E402
@@ -65,7 +66,7 @@ def test_exact_resume(tmp_path):
 
 def test_compiles_once_for_any_chunk_length():
     env = make_jax_env(ENV)
-    prog = _Program(CFG, env, 2, 1000)
+    prog = _Program(CFG.replace(buffer_size=1000), env, 2)
     ls = prog.init(_keys([0, 1]))
     for n in (7, 13, 50):
         ls, _ = prog.run("warmup", ls, n)
@@ -80,7 +81,7 @@ def test_truncation_keeps_the_final_observation():
     # episode stores that episode's last observation as next_obs; the next row starts from a
     # fresh reset, so next_obs[i] == obs[i + 1] everywhere except at i = 199 and 399.
     env = make_jax_env(ENV)
-    prog = _Program(CFG, env, 1, 1000)
+    prog = _Program(CFG.replace(buffer_size=1000), env, 1)
     ls, _ = prog.run("warmup", prog.init(_keys([0])), 450)
     buf = jax.tree_util.tree_map(lambda x: np.asarray(x[0]), ls.buffer)
     assert not buf.terminated[:450].any()
@@ -126,7 +127,7 @@ def test_brax_env_trains_and_terminates(tmp_path):
 def test_errors_are_clear(tmp_path):
     with pytest.raises(EnvError, match="did you mean Pendulum-v1"):
         train(CFG, "gymnax:Pendulm-v1", steps=10, out=tmp_path / "a")
-    with pytest.raises(EnvError, match="continuous"):
+    with pytest.raises(EnvError, match="continuous .* tandem algorithms for it: a2c, ppo"):
         train(CFG, "gymnax:CartPole-v1", steps=10, out=tmp_path / "b")
     with pytest.raises(ConfigError, match="normalize_obs"):
         train(CFG.replace(normalize_obs=True), ENV, steps=10, out=tmp_path / "c")
@@ -145,3 +146,47 @@ def test_gymnasium_seeds_run_one_after_another(tmp_path):
         load(tmp_path / "s")
     np.testing.assert_array_equal(load(tmp_path / "s" / "seed_2").act(np.zeros(2, np.float32)),
                                   sw.policies[1].act(np.zeros(2, np.float32)))
+
+
+# ---------------------------------------------------------------------- compiled PPO (issue #4)
+PPO_TINY = PPOConfig(n_envs=4, n_steps=16, n_epochs=2, n_minibatches=2, hidden_sizes=(16, 16),
+                     eval_episodes=2, log_every=128, checkpoint_every=0)
+
+
+def test_compiled_ppo_seeds_resume_and_compile_once(tmp_path):
+    # CartPole (Discrete) with observation and reward normalisation in the loop state
+    cfg = PPO_TINY.replace(normalize_obs=True, normalize_reward=True)
+    env = "gymnax:CartPole-v1"
+    both = train(cfg, env, steps=384, seeds=[3, 4], out=tmp_path / "both", progress=False)
+    alone = train(cfg, env, steps=384, seeds=[4], out=tmp_path / "alone", progress=False)
+    a, b = _arrays(tmp_path / "both"), _arrays(tmp_path / "alone")
+    assert "state/obs_rms/mean" in a and "state/ret_rms/var" in a
+    for k in a:
+        np.testing.assert_allclose(a[k][1], b[k][0], rtol=2e-4, atol=2e-5, err_msg=k)
+    assert both.summary["steps"] == 384 and int(both.state.episodes[0]) > 0
+    # exact resume: 384 straight == 192 + resume 192 (3 + 3 rollouts of 64 steps)
+    train(cfg, env, steps=192, seeds=[3, 4], out=tmp_path / "half", progress=False)
+    resume(tmp_path / "half", steps=192, progress=False)
+    c = _arrays(tmp_path / "half")
+    assert a.keys() == c.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], c[k], err_msg=k)
+    # one compilation for any number of rollouts per chunk
+    _, prog = __import__("tandem.compiled.run", fromlist=["x"]).program_for(cfg, env, None, 2)
+    assert prog.traces["train"] == 1
+    # the deployable policy carries the observation statistics and returns integer actions
+    policy = load(tmp_path / "both", seed=4)
+    assert policy.obs_stats is not None
+    np.testing.assert_allclose(policy.obs_stats.mean, a["state/obs_rms/mean"][1], rtol=1e-6)
+    act = policy.act(np.zeros((5, 4), np.float32))
+    assert act.dtype.kind == "i" and act.shape == (5,)
+
+
+def test_compiled_ppo_rollout_is_whole_and_box_actions_work(tmp_path):
+    # Pendulum (Box): 200 steps asked, rollouts of 64 -> 4 rollouts = 256 steps, as on the
+    # host path; the final eval uses the deterministic (clipped mean) action
+    sw = train(PPO_TINY, ENV, steps=200, seeds=1, out=tmp_path / "p", progress=False)
+    assert sw.summary["steps"] == 256
+    assert np.isfinite(sw.summary["eval/return_mean"])
+    a = sw.policies[0].act(np.zeros(3, np.float32))
+    assert a.shape == (1,) and -2.0 <= float(a[0]) <= 2.0

@@ -52,8 +52,10 @@ class _Program:
             from tandem.algos import algos_for_action_space
             from tandem.errors import EnvError
             fits = sorted(algos_for_action_space(env.space_name))
-            raise EnvError(f"{cfg.algo.upper()} needs {' or '.join(spec.action_spaces)} "
-                           f"actions but {env.env_id} has {env.space_name} actions; tandem "
+            wants = ("continuous (Box)" if spec.action_spaces == ("Box",)
+                     else " or ".join(spec.action_spaces))
+            raise EnvError(f"{cfg.algo.upper()} needs {wants} actions but {env.env_id} has "
+                           f"{env.space_name} actions; tandem "
                            f"algorithms for it: {', '.join(fits)}")
         fns = spec.build(cfg, env.spec_json())
         self.fns, self.cfg, self.n, self.env = fns, cfg, n_seeds, env
