@@ -268,7 +268,10 @@ def update(state: PPOState, ro: Rollout, lr_frac: jax.Array, nets: Nets, cfg: PP
 
     def minibatch_step(carry, idx):
         params, opt_state = carry
-        b = jax.tree_util.tree_map(lambda x: x[idx], batch)
+        if cfg.n_minibatches == 1:  # the whole batch, in order (A2C): no gather
+            b = batch
+        else:
+            b = jax.tree_util.tree_map(lambda x: x[idx], batch)
         grads, metrics = grad_fn(params, nets, cfg, b)
         updates, opt_state = nets.tx.update(grads, opt_state, params)
         metrics["train/grad_norm"] = optax.tree.norm(grads)

@@ -192,16 +192,16 @@ def episode_seed(seed: int, *stream: int) -> int:
 
 class SeededEpisodes(gym.Wrapper):
     """Sub-env wrapper of a vector env that makes every episode reproducible: episode k of
-    sub-env i is reset with ``episode_seed(seed, i, k)`` and its actions are recorded. A
-    resume resets with ``options={"tandem_restore": [(k_i, actions_i), ...]}``: each sub-env
-    resets episode k_i and replays its actions, so it is where the checkpoint left it for
-    any env that is deterministic given its seed."""
+    sub-env i is reset with ``episode_seed(seed, i, k)``. A resume resets with
+    ``options={"tandem_restore": [(k_i, actions_i), ...]}``: each sub-env resets episode k_i
+    and replays the actions taken in it (the driver logs them), so it is where the checkpoint
+    left it for any env that is deterministic given its seed. ``step`` is not wrapped, so the
+    wrapper costs nothing per step."""
 
     def __init__(self, env: gym.Env, seed: int, index: int) -> None:
         super().__init__(env)
         self.tandem_seed, self.tandem_index = seed, index
         self.tandem_episode = -1
-        self.tandem_actions: list = []
 
     def reset(self, *, seed=None, options=None):
         restore = (options or {}).get("tandem_restore")
@@ -213,18 +213,9 @@ class SeededEpisodes(gym.Wrapper):
             actions = ()
         obs, info = self.env.reset(seed=episode_seed(self.tandem_seed, self.tandem_index,
                                                      self.tandem_episode))
-        self.tandem_actions = []
         for a in actions:
-            obs, *_ = self.step(a)
+            obs, *_ = self.env.step(a)
         return obs, info
-
-    def step(self, action):
-        self.tandem_actions.append(np.array(action))
-        return self.env.step(action)
-
-    def tandem_position(self) -> tuple[int, np.ndarray]:
-        """(episode index, actions taken in it so far) for a checkpoint."""
-        return self.tandem_episode, np.asarray(self.tandem_actions)
 
 
 class SubEnvFactory:

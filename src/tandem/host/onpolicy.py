@@ -8,8 +8,9 @@ and their final observation is kept, so a truncated episode bootstraps from its 
 
 Exact resume. Checkpoints are taken between rollouts and hold the algorithm state, the
 observation and return statistics, the per-env running returns, and for every sub-env its
-episode index and the actions taken in that episode (``SeededEpisodes``); a resume resets each
-sub-env with that episode's seed and replays the actions.
+episode index and the actions taken in that episode (the driver logs the env actions of every
+step back to the start of the oldest running episode); a resume resets each sub-env with that
+episode's seed and replays the actions (``SeededEpisodes``).
 """
 
 from __future__ import annotations
@@ -46,6 +47,41 @@ class HostState:
     disc_return: np.ndarray       # [N] float64 discounted return, for reward scaling
     recent_returns: list = dataclasses.field(default_factory=list)
     recent_lengths: list = dataclasses.field(default_factory=list)
+    # env actions [N, ...] and done flags [N] of every vector step since the oldest running
+    # episode began: what a resume replays
+    action_log: list = dataclasses.field(default_factory=list)
+    done_log: list = dataclasses.field(default_factory=list)
+
+    def episode_actions(self, i: int) -> np.ndarray:
+        """Env actions taken so far in sub-env i's running episode: [k, ...]."""
+        ends = [t for t, d in enumerate(self.done_log) if d[i]]
+        first = ends[-1] + 1 if ends else 0
+        return np.asarray([a[i] for a in self.action_log[first:]])
+
+    def trim_log(self) -> None:
+        """Drop log entries older than the start of every running episode."""
+        if not self.done_log:
+            return
+        dones = np.asarray(self.done_log)  # [L, N]
+        last = np.where(dones.any(axis=0), dones.shape[0] - 1 - np.argmax(dones[::-1], axis=0),
+                        -1)
+        first = int(last.min()) + 1
+        del self.action_log[:first], self.done_log[:first]
+
+    @staticmethod
+    def log_from(actions: list[np.ndarray], n: int) -> tuple[list, list]:
+        """A log that reproduces per-env episode actions of different lengths (a resume)."""
+        k = max(len(a) for a in actions)
+        width = next((a.shape[1:] for a in actions if len(a)), ())
+        dtype = next((a.dtype for a in actions if len(a)), np.float64)
+        acts = np.zeros((k, n) + tuple(width), dtype)
+        dones = np.zeros((k, n), bool)
+        for i, a in enumerate(actions):
+            if len(a):
+                acts[k - len(a):, i] = a
+            if len(a) < k:  # a marker end just before env i's episode began
+                dones[k - len(a) - 1, i] = True
+        return list(acts), list(dones)
 
 
 @dataclasses.dataclass
@@ -111,8 +147,8 @@ def learner_arrays(ln: Learner) -> dict[str, np.ndarray]:
     h = ln.host
     arrays.update({"host/obs": h.obs, "host/ep_return": h.ep_return,
                    "host/ep_length": h.ep_length, "host/disc_return": h.disc_return})
-    for i, (episode, actions) in enumerate(ln.envs.call("tandem_position")):
-        arrays[f"host/env_{i}/actions"] = np.asarray(actions)  # [k, ...] env actions
+    for i, episode in enumerate(ln.envs.get_attr("tandem_episode")):
+        arrays[f"host/env_{i}/actions"] = h.episode_actions(i)  # [k, ...] env actions
         arrays[f"host/env_{i}/episode"] = np.asarray(episode, np.int64)
     return arrays
 
@@ -138,13 +174,14 @@ def restore_learner(cfg, info: EnvInfo, fns, meta: dict, arrays: dict, source_na
         ret_rms = (RunningMeanStd.from_state(arrays, "ret_rms") if hm["normalize_reward"]
                    else None)
         saved_obs = np.asarray(arrays["host/obs"], np.float32)
-        positions = [(int(arrays[f"host/env_{i}/episode"]), arrays[f"host/env_{i}/actions"])
-                     for i in range(cfg.n_envs)]
+        positions = [(int(arrays[f"host/env_{i}/episode"]),
+                      np.asarray(arrays[f"host/env_{i}/actions"])) for i in range(cfg.n_envs)]
         host = HostState(int(hm["step"]), int(hm["episode"]), saved_obs,
                          np.array(arrays["host/ep_return"], np.float64),
                          np.array(arrays["host/ep_length"], np.int64),
                          np.array(arrays["host/disc_return"], np.float64),
-                         list(hm["recent_returns"]), list(hm["recent_lengths"]))
+                         list(hm["recent_returns"]), list(hm["recent_lengths"]),
+                         *HostState.log_from([a for _, a in positions], cfg.n_envs))
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{source_name}: host state is incomplete or malformed "
                               f"({exc!r})") from None
@@ -159,6 +196,7 @@ def restore_learner(cfg, info: EnvInfo, fns, meta: dict, arrays: dict, source_na
         obs, _ = envs.reset()
         host.obs = np.asarray(obs, np.float32).reshape(cfg.n_envs, -1)
         host.ep_return[:], host.ep_length[:], host.disc_return[:] = 0.0, 0, 0.0
+        host.action_log, host.done_log = [], []
     return Learner(cfg, info, envs, fns, seed, state, host, rms, ret_rms, k_explore)
 
 
@@ -197,13 +235,15 @@ def run_steps(ln: Learner, until: int, on_log: Callable[[int, dict], None],
             a = np.asarray(sample(params, obs_in, ln.explore_key, h.step))
             act_buf[t] = a
             t0 = time.perf_counter()
-            next_obs, reward, terminated, truncated, infos = envs.step(
-                to_env_action(a, info.action_low, info.action_high, info.action_space))
+            env_a = to_env_action(a, info.action_low, info.action_high, info.action_space)
+            next_obs, reward, terminated, truncated, infos = envs.step(env_a)
             ln.env_s += time.perf_counter() - t0
             next_obs = np.asarray(next_obs, np.float32).reshape(N, d)
             reward = np.asarray(reward, np.float64)
             _check_finite(next_obs, reward, h.step)
             done = np.logical_or(terminated, truncated)
+            h.action_log.append(env_a)
+            h.done_log.append(done)
             final = next_obs
             if done.any():
                 final = next_obs.copy()
@@ -233,6 +273,7 @@ def run_steps(ln: Learner, until: int, on_log: Callable[[int, dict], None],
                 h.ep_return[done], h.ep_length[done], h.disc_return[done] = 0.0, 0, 0.0
             h.obs = next_obs
 
+        h.trim_log()
         ro = Rollout(obs_buf, act_buf, rew_buf, term_buf, done_buf, final_buf,
                      normalize_obs(h.obs, stats))
         frac = 1.0 - start / max(until, 1)
