@@ -158,7 +158,7 @@ def test_compiled_ppo_seeds_resume_and_compile_once(tmp_path):
     cfg = PPO_TINY.replace(normalize_obs=True, normalize_reward=True)
     env = "gymnax:CartPole-v1"
     both = train(cfg, env, steps=384, seeds=[3, 4], out=tmp_path / "both", progress=False)
-    alone = train(cfg, env, steps=384, seeds=[4], out=tmp_path / "alone", progress=False)
+    train(cfg, env, steps=384, seeds=[4], out=tmp_path / "alone", progress=False)
     a, b = _arrays(tmp_path / "both"), _arrays(tmp_path / "alone")
     assert "state/obs_rms/mean" in a and "state/ret_rms/var" in a
     for k in a:

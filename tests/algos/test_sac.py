@@ -5,14 +5,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tandem import SACConfig, load, resume, train
+from tandem import load, resume, train
 from tandem.algos.sac import actor_loss, alpha_loss, critic_loss, make_sac
 from tandem.core.checkpoint import latest_checkpoint, load_checkpoint
 from tandem.core.types import Transition
 from tandem.envs.gym import make_env
 from tandem.host.offpolicy import new_learner, run_steps
 from tests.conftest import TINY
-from tests.envs import DictObsEnv, LineEnv, line_env
+from tests.envs import DictObsEnv, line_env
 
 OBS, ACT, B = 2, 1, 8  # the shapes of tests.envs.LineEnv, so compiled code is shared
 

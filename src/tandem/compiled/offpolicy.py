@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from tandem.core.offpolicy import OffPolicyFns
+from tandem.core.rollout import episode_returns
 from tandem.core.types import Transition
 from tandem.envs.jaxenv import JaxEnv
 
@@ -141,21 +142,8 @@ def make_train(cfg, env: JaxEnv, fns: OffPolicyFns, capacity: int) -> CompiledTr
 
     def evaluate(policy_params, key: jax.Array, episodes: int) -> jax.Array:
         """Deterministic returns of ``episodes`` full episodes, in parallel: [episodes]."""
-        def one(k):
-            k_reset, k_steps = jax.random.split(k)
-            env_state, obs = env.reset(k_reset)
-
-            def body(carry, k_step):
-                env_state, obs, total, alive = carry
-                a = fns.raw["act"](policy_params, None, obs)
-                env_state, obs, r, term, trunc = env.step(env_state, _scale(a, low, high), k_step)
-                total = total + jnp.where(alive, r, 0.0)
-                alive = jnp.logical_and(alive, jnp.logical_not(jnp.logical_or(term, trunc)))
-                return (env_state, obs, total, alive), None
-            carry = (env_state, obs, jnp.zeros(()), jnp.ones((), bool))
-            (_, _, total, _), _ = jax.lax.scan(body, carry,
-                                               jax.random.split(k_steps, env.max_steps))
-            return total
-        return jax.vmap(one)(jax.random.split(key, episodes))
+        return episode_returns(
+            env, lambda obs: _scale(fns.raw["act"](policy_params, None, obs), low, high), key,
+            episodes)
 
     return CompiledTrain(init, warmup, train, evaluate, lambda ls: fns.policy_params(ls.algo))

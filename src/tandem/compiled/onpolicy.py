@@ -22,6 +22,7 @@ import jax.numpy as jnp
 
 from tandem.compiled.offpolicy import CompiledTrain, _episode_sums, _repeat
 from tandem.core.normalize import RMS, normalize_obs, scale_reward
+from tandem.core.rollout import episode_returns
 from tandem.core.types import Rollout
 from tandem.envs.jaxenv import JaxEnv
 
@@ -125,22 +126,7 @@ def make_train(cfg, env: JaxEnv, fns) -> CompiledTrain:
     def evaluate(policy, key: jax.Array, episodes: int) -> jax.Array:
         """Deterministic returns of ``episodes`` full episodes, in parallel: [episodes]."""
         params, stats = policy
-
-        def one(k):
-            k_reset, k_steps = jax.random.split(k)
-            env_state, obs = env.reset(k_reset)
-
-            def body(carry, k_step):
-                env_state, obs, total, alive = carry
-                a = fns.raw["act"](params, stats, obs)
-                env_state, obs, r, term, trunc = env.step(env_state, env_action(a, env), k_step)
-                total = total + jnp.where(alive, r, 0.0)
-                alive = jnp.logical_and(alive, jnp.logical_not(jnp.logical_or(term, trunc)))
-                return (env_state, obs, total, alive), None
-            carry = (env_state, obs, jnp.zeros(()), jnp.ones((), bool))
-            (_, _, total, _), _ = jax.lax.scan(body, carry,
-                                               jax.random.split(k_steps, env.max_steps))
-            return total
-        return jax.vmap(one)(jax.random.split(key, episodes))
+        return episode_returns(
+            env, lambda obs: env_action(fns.raw["act"](params, stats, obs), env), key, episodes)
 
     return CompiledTrain(init, None, train, evaluate, policy_of)

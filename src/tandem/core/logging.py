@@ -105,3 +105,19 @@ def _fmt(v: float) -> str:
     if isinstance(v, float) and (abs(v) >= 1e4 or (0 < abs(v) < 1e-3)) and math.isfinite(v):
         return f"{v:.3g}"
     return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def log_metrics(learner_metrics: dict, recent_returns: list, recent_lengths: list,
+                episodes: int, sps: float) -> dict:
+    """One log line's metrics from a host driver: the learner's last metrics (device arrays)
+    plus the ``rollout/`` statistics of the recent episodes and ``time/sps``."""
+    import jax
+    import numpy as np
+
+    metrics = {k: float(v) for k, v in jax.device_get(learner_metrics).items()}
+    if recent_returns:
+        metrics["rollout/ep_return_mean"] = float(np.mean(recent_returns))
+        metrics["rollout/ep_len_mean"] = float(np.mean(recent_lengths))
+    metrics["rollout/episodes"] = float(episodes)
+    metrics["time/sps"] = sps
+    return metrics

@@ -96,8 +96,6 @@ def flatten_obs(layout: dict, obs: Any) -> np.ndarray:
 
 def make_env(env: str | gym.Env, algo: str = "sac", env_kwargs: dict | None = None) -> EnvInfo:
     """Create (or take) an env, check its spaces for ``algo``, flatten non-vector observations."""
-    from tandem.algos import algos_for_action_space
-
     if isinstance(env, str):
         resolve_env_id(env)
         try:

@@ -26,6 +26,7 @@ import jax
 import numpy as np
 
 from tandem.core.checkpoint import flatten_pytree, restore_pytree
+from tandem.core.logging import log_metrics
 from tandem.core.normalize import RunningMeanStd
 from tandem.core.replay import HostReplay
 from tandem.envs.gym import EnvInfo, check_finite, episode_seed, scale_action
@@ -209,12 +210,8 @@ def run_steps(ln: Learner, until: int, on_log: Callable[[int, dict], None],
             on_progress(h.step, (h.step - step_last) / max(now - t_last, 1e-9))
         if h.step % cfg.log_every == 0 or h.step == until:
             now = time.perf_counter()
-            metrics = {k: float(v) for k, v in jax.device_get(ln.last_metrics).items()}
-            if h.recent_returns:
-                metrics["rollout/ep_return_mean"] = float(np.mean(h.recent_returns))
-                metrics["rollout/ep_len_mean"] = float(np.mean(h.recent_lengths))
-            metrics["rollout/episodes"] = float(h.episode)
-            metrics["time/sps"] = (h.step - step_last) / max(now - t_last, 1e-9)
+            metrics = log_metrics(ln.last_metrics, h.recent_returns, h.recent_lengths,
+                                  h.episode, (h.step - step_last) / max(now - t_last, 1e-9))
             t_last, step_last = now, h.step
             on_log(h.step, metrics)
         if cfg.checkpoint_every and h.step % cfg.checkpoint_every == 0 and h.step < until:

@@ -25,6 +25,7 @@ import jax
 import numpy as np
 
 from tandem.core.checkpoint import flatten_pytree, restore_pytree
+from tandem.core.logging import log_metrics
 from tandem.core.normalize import RunningMeanStd, normalize_obs, scale_reward
 from tandem.core.types import Rollout
 from tandem.envs.gym import EnvInfo, make_vector_env, to_env_action
@@ -285,12 +286,8 @@ def run_steps(ln: Learner, until: int, on_log: Callable[[int, dict], None],
         now = time.perf_counter()
         on_progress(h.step, (h.step - start) / max(now - t_start, 1e-9))
         if _crossed(start, h.step, cfg.log_every) or h.step >= until:
-            metrics = {k: float(v) for k, v in jax.device_get(ln.last_metrics).items()}
-            if h.recent_returns:
-                metrics["rollout/ep_return_mean"] = float(np.mean(h.recent_returns))
-                metrics["rollout/ep_len_mean"] = float(np.mean(h.recent_lengths))
-            metrics["rollout/episodes"] = float(h.episode)
-            metrics["time/sps"] = (h.step - step_last) / max(now - t_last, 1e-9)
+            metrics = log_metrics(ln.last_metrics, h.recent_returns, h.recent_lengths,
+                                  h.episode, (h.step - step_last) / max(now - t_last, 1e-9))
             metrics["time/env_s"], metrics["time/learn_s"] = ln.env_s, ln.learn_s
             t_last, step_last = now, h.step
             on_log(h.step, metrics)
