@@ -7,7 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-pytest.importorskip("gymnax")
+# gymnax and brax are in the [dev] extra: a broken install must fail here, not skip.
+import gymnax  # noqa: E402,F401
 
 from tandem import (ConfigError, EnvError, PPOConfig, TD3Config, evaluate, load, resume,  # noqa: E402
                     train)
@@ -113,7 +114,6 @@ def test_cli_seeds_eval_and_load(tmp_path, capsys):
 def test_brax_env_trains_and_terminates(tmp_path):
     # Brax's inverted pendulum (the smallest Brax env, quick to compile on CPU) terminates
     # when the pole falls: terminations are stored and do not bootstrap.
-    pytest.importorskip("brax")
     cfg = CFG.replace(learning_starts=40, log_every=40, eval_episodes=1)
     sw = train(cfg, "brax:inverted_pendulum", steps=80, out=tmp_path / "b", progress=False,
                env_kwargs={"episode_length": 50})
@@ -135,6 +135,17 @@ def test_errors_are_clear(tmp_path):
         train(CFG.replace(train_freq=3), ENV, steps=10, out=tmp_path / "d")
     with pytest.raises(ConfigError, match="--seeds"):
         train(CFG, ENV, steps=10, seeds="3-x", out=tmp_path / "e")
+
+
+def test_a_missing_suite_and_a_broken_suite_install_say_different_things(monkeypatch):
+    from tandem.envs import jaxenv
+    monkeypatch.setitem(__import__("sys").modules, "brax", None)  # as if not installed
+    with pytest.raises(EnvError, match=r"needs brax; install .*tandem-rl\[jaxenv\]"):
+        make_jax_env("brax:ant")
+    # gymnax 1.0.1 imports `six` without declaring it: name the package that is missing.
+    msg = jaxenv._import_failure("gymnax", "CartPole-v1",
+                                 ModuleNotFoundError("No module named 'six'", name="six"))
+    assert "importing gymnax failed (No module named 'six')" in msg
 
 
 def test_gymnasium_seeds_run_one_after_another(tmp_path):

@@ -59,6 +59,15 @@ def is_jax_env(env: Any) -> bool:
                                        and ":" in env)
 
 
+def _import_failure(suite: str, name: str, err: ImportError) -> str:
+    """Say whether the suite is missing or one of its own imports failed (a broken install)."""
+    missing = getattr(err, "name", None)
+    if missing and missing.split(".")[0] != suite:
+        return (f"env '{suite}:{name}': importing {suite} failed ({err}); "
+                f"install the missing package or reinstall with: pip install 'tandem-rl[jaxenv]'")
+    return f"env '{suite}:{name}' needs {suite}; {EXTRA_HINT}"
+
+
 def make_jax_env(env: str | JaxEnv, env_kwargs: dict | None = None) -> JaxEnv:
     if isinstance(env, JaxEnv):
         return env
@@ -71,8 +80,8 @@ def _gymnax(name: str, kwargs: dict) -> JaxEnv:
     try:
         import gymnax
         from gymnax.environments import spaces
-    except ImportError:
-        raise EnvError(f"env 'gymnax:{name}' needs gymnax; {EXTRA_HINT}") from None
+    except ImportError as e:
+        raise EnvError(_import_failure("gymnax", name, e)) from None
     if name not in gymnax.registered_envs:
         import difflib
         close = difflib.get_close_matches(name, gymnax.registered_envs, n=3)
@@ -114,8 +123,8 @@ def _gymnax(name: str, kwargs: dict) -> JaxEnv:
 def _brax(name: str, kwargs: dict) -> JaxEnv:
     try:
         from brax import envs as brax_envs
-    except ImportError:
-        raise EnvError(f"env 'brax:{name}' needs brax; {EXTRA_HINT}") from None
+    except ImportError as e:
+        raise EnvError(_import_failure("brax", name, e)) from None
     episode_length = int(kwargs.pop("episode_length", 1000))
     kwargs.setdefault("backend", "positional")  # pure-JAX physics: fast to compile on CPU
     try:
