@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 # gymnax and brax are in the [dev] extra: a broken install must fail here, not skip.
-import gymnax  # noqa: E402,F401
+from gymnax import registered_envs  # noqa: E402
+
+assert "CartPole-v1" in registered_envs
 
 from tandem import (ConfigError, EnvError, PPOConfig, TD3Config, evaluate, load, resume,  # noqa: E402
                     train)
@@ -201,3 +203,25 @@ def test_compiled_ppo_rollout_is_whole_and_box_actions_work(tmp_path):
     assert np.isfinite(sw.summary["eval/return_mean"])
     a = sw.policies[0].act(np.zeros(3, np.float32))
     assert a.shape == (1,) and -2.0 <= float(a[0]) <= 2.0
+
+
+def test_periodic_eval_on_the_compiled_path(tmp_path):
+    # Evaluations between chunks (all seeds at once), logged per seed; best/ holds the state
+    # whose mean over seeds scored best, and loading it reproduces that score.
+    seen = []
+    sw = train(CFG.replace(eval_every=100), ENV, steps=300, seeds=[0, 1], out=tmp_path / "p",
+               progress=False, on_eval=lambda step, m: seen.append((step, m)))
+    assert [s for s, _ in seen] == [100, 200, 300]
+    rows = {}
+    for s in (0, 1):
+        text = (tmp_path / "p" / f"seed_{s}" / "metrics.csv").read_text().splitlines()
+        rows[s] = [(int(r.split(",")[0]), float(r.split(",")[2])) for r in text
+                   if ",eval/return_mean," in r]
+        assert [st for st, _ in rows[s]] == [100, 200, 300]
+    means = [np.mean([rows[0][k][1], rows[1][k][1]]) for k in range(3)]
+    np.testing.assert_allclose([m["eval/return_mean"] for _, m in seen], means, rtol=1e-6)
+    best = json.loads((tmp_path / "p" / "best.json").read_text())
+    k = int(np.argmax(means))
+    assert best["step"] == 100 * (k + 1) and sw.summary["time/sps"] > 0
+    ev = evaluate(tmp_path / "p", episodes=CFG.eval_episodes, best=True)
+    np.testing.assert_allclose(ev["eval/return_mean"], best["eval/return_mean"], rtol=1e-5)

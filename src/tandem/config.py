@@ -27,6 +27,31 @@ def param(default: Any, doc: str, *, ge: float | None = None, gt: float | None =
     return dataclasses.field(default=default, metadata=meta)
 
 
+@dataclasses.dataclass(frozen=True)
+class Search:
+    """One hyperparameter's search range for ``tandem tune`` (see :func:`log_uniform`,
+    :func:`uniform`, :func:`choice`)."""
+
+    kind: str  # "log" | "uniform" | "choice"
+    low: float = 0.0
+    high: float = 0.0
+    choices: tuple = ()
+
+
+def log_uniform(low: float, high: float) -> Search:
+    """A float sampled uniformly in log space (learning rates, entropy coefficients)."""
+    return Search("log", float(low), float(high))
+
+
+def uniform(low: float, high: float) -> Search:
+    return Search("uniform", float(low), float(high))
+
+
+def choice(*values: Any) -> Search:
+    """One of ``values`` (numbers, strings, booleans, None or tuples such as layer widths)."""
+    return Search("choice", choices=tuple(values))
+
+
 def _range_text(m: dict) -> str:
     lo = f"> {m['gt']}" if m["gt"] is not None else (f">= {m['ge']}" if m["ge"] is not None else "")
     hi = f"< {m['lt']}" if m["lt"] is not None else (f"<= {m['le']}" if m["le"] is not None else "")
@@ -47,6 +72,8 @@ class Config:
     """Base of all algorithm configs. Subclasses set ``algo`` and declare fields with param()."""
 
     algo: ClassVar[str] = "base"
+    # What `tandem tune` searches, declared beside each algorithm's config: field -> Search.
+    search_space: ClassVar[dict[str, Search]] = {}
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
@@ -208,7 +235,12 @@ class OffPolicyConfig(Config):
                                         gt=0.0, optional=True)
     normalize_obs: bool = param(False, "normalise observations with running statistics "
                                 "(saved with the policy)")
-    eval_episodes: int = param(10, "deterministic episodes for the final evaluation", ge=0)
+    eval_episodes: int = param(10, "deterministic episodes per evaluation (periodic and final)",
+                               ge=0)
+    eval_every: int = param(0, "env steps between evaluations during training, on a separate "
+                            "env instance, at the next log line (0: only the final one)", ge=0)
+    keep_best: bool = param(True, "with eval_every, keep the checkpoint with the best "
+                            "evaluation return in best/ (tandem.load(run, best=True))")
     log_every: int = param(1000, "env steps between metric log lines", ge=1)
     checkpoint_every: int = param(10_000, "env steps between checkpoints (0: only at the end)",
                                   ge=0)
@@ -216,7 +248,8 @@ class OffPolicyConfig(Config):
 
     HOST_FIELDS: ClassVar[tuple[str, ...]] = (
         "batch_size", "buffer_size", "learning_starts", "train_freq", "gradient_steps",
-        "normalize_obs", "eval_episodes", "log_every", "checkpoint_every", "keep_checkpoints")
+        "normalize_obs", "eval_episodes", "eval_every", "keep_best", "log_every", "checkpoint_every",
+        "keep_checkpoints")
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, ClassVar, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
-from tandem.config import Config, param
+from tandem.config import Config, choice, log_uniform, param
 from tandem.core.distributions import Categorical, MultiCategorical, Normal
 from tandem.core.nets import MLP
 from tandem.core.normalize import normalize_obs
@@ -78,16 +78,35 @@ class PPOConfig(Config):
                                 "(saved with the policy)")
     normalize_reward: bool = param(False, "divide rewards by the running std of the "
                                    "discounted return (SB3 VecNormalize), clipped to 10")
-    eval_episodes: int = param(10, "deterministic episodes for the final evaluation", ge=0)
+    eval_episodes: int = param(10, "deterministic episodes per evaluation (periodic and final)",
+                               ge=0)
+    eval_every: int = param(0, "env steps between evaluations during training, on a separate "
+                            "env instance, at the next log line (0: only the final one)", ge=0)
+    keep_best: bool = param(True, "with eval_every, keep the checkpoint with the best "
+                            "evaluation return in best/ (tandem.load(run, best=True))")
     log_every: int = param(10_000, "env steps between metric log lines (at the next rollout "
                            "end)", ge=1)
     checkpoint_every: int = param(100_000, "env steps between checkpoints, taken at the next "
                                   "rollout end (0: only at the end)", ge=0)
     keep_checkpoints: int = param(3, "how many recent checkpoints to keep", ge=1)
 
+    # `tandem tune ppo` (RL Zoo's PPO ranges, narrowed; n_steps x n_envs stays divisible by
+    # every n_minibatches choice when n_steps is a multiple of 8).
+    search_space: ClassVar[dict] = {
+        "learning_rate": log_uniform(1e-5, 3e-3),
+        "n_steps": choice(64, 128, 256, 512),
+        "gamma": choice(0.95, 0.98, 0.99, 0.995, 0.999),
+        "gae_lambda": choice(0.8, 0.9, 0.95, 0.98, 1.0),
+        "n_epochs": choice(1, 4, 10),
+        "n_minibatches": choice(1, 4, 8),
+        "clip_coef": choice(0.1, 0.2, 0.3),
+        "ent_coef": log_uniform(1e-8, 0.1),
+        "max_grad_norm": choice(0.3, 0.5, 1.0, 5.0),
+    }
+
     # Fields that do not change the update or the rollout program (a compile-cache key).
-    HOST_FIELDS = ("vec_env", "eval_episodes", "log_every", "checkpoint_every",
-                   "keep_checkpoints")
+    HOST_FIELDS = ("vec_env", "eval_episodes", "eval_every", "keep_best", "log_every",
+                   "checkpoint_every", "keep_checkpoints")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -125,6 +144,19 @@ class A2CConfig(PPOConfig):
     log_every: int = param(2_000, "env steps between metric log lines", ge=1)
     checkpoint_every: int = param(20_000, "env steps between checkpoints (0: only at the "
                                   "end)", ge=0)
+
+    # `tandem tune a2c` (RL Zoo's A2C ranges, narrowed): A2C's epochs, minibatches and (no)
+    # clipping stay fixed.
+    search_space: ClassVar[dict] = {
+        "learning_rate": log_uniform(1e-5, 3e-3),
+        "n_steps": choice(5, 8, 16, 32),
+        "gamma": choice(0.95, 0.98, 0.99, 0.995, 0.999),
+        "gae_lambda": choice(0.9, 0.95, 0.98, 1.0),
+        "ent_coef": log_uniform(1e-8, 0.1),
+        "vf_coef": choice(0.25, 0.5, 0.75, 1.0),
+        "max_grad_norm": choice(0.3, 0.5, 1.0, 5.0),
+        "normalize_obs": choice(False, True),
+    }
 
 
 # ============================================================================ networks

@@ -109,7 +109,8 @@ class _Program:
 
 # Fields that do not change the compiled chunk functions (only when and how often the host
 # logs, checkpoints and evaluates), so runs differing only here share one compilation.
-_HOST_ONLY = ("log_every", "checkpoint_every", "keep_checkpoints", "eval_episodes")
+_HOST_ONLY = ("log_every", "checkpoint_every", "keep_checkpoints", "eval_episodes", "eval_every",
+              "keep_best")
 
 
 @functools.lru_cache(maxsize=8)
@@ -162,9 +163,10 @@ def _restore_state(template, arrays: dict, source: str):
 
 
 def run_compiled(run_dir: Path, run: dict, cfg, env: JaxEnv, prog: _Program, ls, until: int,
-                 progress: bool | None, resume_step: int | None):
+                 progress: bool | None, resume_step: int | None, on_eval=None):
     """Drive chunks to ``until``: log per seed, checkpoint, evaluate, write summaries."""
-    from tandem.host.run import Sweep, _stop_on_interrupt, _versions, machine_info
+    from tandem.host.run import (PeriodicEval, Sweep, _stop_on_interrupt, _versions,
+                                 machine_info)
 
     seeds = run["seeds"]
     step = int(np.asarray(ls.step)[0])
@@ -175,11 +177,20 @@ def run_compiled(run_dir: Path, run: dict, cfg, env: JaxEnv, prog: _Program, ls,
              for d in seed_dirs]
     bar = Progress(until, step, progress, f"{cfg.algo} x{len(seeds)}")
 
-    def checkpoint(at: int) -> None:
-        save_checkpoint(run_dir / "checkpoints", algo=cfg.algo, step=at,
-                        arrays=_state_arrays(ls),
+    def checkpoint(at: int, folder: str = "checkpoints") -> None:
+        save_checkpoint(run_dir / folder, algo=cfg.algo, step=at, arrays=_state_arrays(ls),
                         meta={"host": {"step": at, "seeds": seeds}},
-                        keep=cfg.keep_checkpoints)
+                        keep=cfg.keep_checkpoints if folder == "checkpoints" else 1)
+
+    # Periodic evaluation of every seed; "best" is by the mean over seeds (one vmapped state).
+    periodic = PeriodicEval(run_dir, cfg, step)
+    per_seed: dict = {}
+
+    def evaluate_now() -> dict:
+        r = prog.evaluate(ls, seeds, cfg.eval_episodes)  # [seeds, episodes]
+        per_seed["returns"] = r
+        return {"eval/return_mean": float(r.mean(axis=1).mean()),
+                "eval/return_std": float(r.mean(axis=1).std()), "eval/episodes": r.shape[1]}
 
     class _Flag:
         stop_requested = False
@@ -213,6 +224,8 @@ def run_compiled(run_dir: Path, run: dict, cfg, env: JaxEnv, prog: _Program, ls,
                 dt = time.perf_counter() - t_chunk - (prog.compile_s - c0)
                 train_s += dt
                 step += n
+                ev = (periodic.run(step, evaluate_now, lambda at: checkpoint(at, "best"))
+                      if periodic.due(step) else None)
                 for i, (csv_sink, tb_sink) in enumerate(sinks):
                     m = {k: float(v[i]) for k, v in metrics.items()
                          if k not in ("rollout/episodes_done", "rollout/ep_return_sum")}
@@ -222,11 +235,20 @@ def run_compiled(run_dir: Path, run: dict, cfg, env: JaxEnv, prog: _Program, ls,
                             metrics["rollout/ep_return_sum"][i]) / done
                     m["rollout/episodes"] = float(np.asarray(ls.episodes)[i])
                     m["time/sps"] = n / max(dt, 1e-9)
+                    if ev is not None:
+                        r = per_seed["returns"][i]
+                        m.update({"eval/return_mean": float(r.mean()),
+                                  "eval/return_std": float(r.std()),
+                                  "time/eval_s": ev["time/eval_s"]})
+                        if "eval/best_return" in ev:  # of the seeds' mean, as best/ holds
+                            m["eval/best_return_seed_mean"] = ev["eval/best_return"]
                     csv_sink.write(step, m)
                     tb_sink.write(step, m)
                     if i == 0:
                         bar.line(step, m)
                 bar.update(step, n / max(dt, 1e-9))
+                if ev is not None and on_eval is not None:
+                    on_eval(step, ev)
                 if cfg.checkpoint_every and step < until and \
                         (step - n) // cfg.checkpoint_every < step // cfg.checkpoint_every:
                     checkpoint(step)
@@ -256,7 +278,7 @@ def run_compiled(run_dir: Path, run: dict, cfg, env: JaxEnv, prog: _Program, ls,
                    "eval/episodes": int(r.size), "eval/returns": r.tolist(),
                    "time/sps": steps_done / max(train_s, 1e-9), "time/wall_s": wall,
                    "rollout/episodes": int(np.asarray(ls.episodes)[i]),
-                   "resumed_from": resume_step}
+                   "resumed_from": resume_step, "best": periodic.best}
         atomic_write_text(seed_dirs[i] / "summary.json", json.dumps(summary, indent=1))
         summaries.append(summary)
         policies.append(prog.policy(ls, i, env.spec_json()))
@@ -291,9 +313,10 @@ def aggregate(summaries: list[dict]) -> dict:
 
 # ============================================================================ entry points
 def train_compiled(cfg: Config, env: str | JaxEnv, steps: int, seeds: list[int],
-                   out: Path, progress: bool | None, env_kwargs: dict | None):
-    from tandem.host.run import _versions
+                   out: Path, progress: bool | None, env_kwargs: dict | None, on_eval=None):
+    from tandem.host.run import _versions, check_eval_schedule
     _check_schedule(cfg)
+    check_eval_schedule(cfg, True)
     jenv, prog = program_for(cfg, env, env_kwargs, len(seeds))
     if (out / "config.json").exists() or (out / "checkpoints").exists():
         raise ConfigError(f"'{out}' already holds a run; continue it with `tandem resume {out}` "
@@ -309,38 +332,42 @@ def train_compiled(cfg: Config, env: str | JaxEnv, steps: int, seeds: list[int],
     ls = prog.init(_keys(seeds))
     log.info("training %s on %s for %d steps, seeds %s, as one compiled program -> %s",
              cfg.algo, jenv.env_id, steps, seeds, out)
-    return run_compiled(out, run, cfg, jenv, prog, ls, int(steps), progress, None)
+    return run_compiled(out, run, cfg, jenv, prog, ls, int(steps), progress, None, on_eval)
 
 
-def _restore(run_dir: Path, run: dict, cfg) -> tuple[JaxEnv, _Program, Any, Path]:
+def _restore(run_dir: Path, run: dict, cfg, folder: str = "checkpoints"
+             ) -> tuple[JaxEnv, _Program, Any, Path]:
     if run.get("capacity") != getattr(cfg, "buffer_size", None):
         raise CheckpointError(f"{run_dir}: config.json is inconsistent (capacity != buffer_size)")
     jenv, prog = program_for(cfg, run["env"], run.get("env_kwargs") or None, len(run["seeds"]))
-    ckpt = latest_checkpoint(run_dir)
+    ckpt = latest_checkpoint(run_dir, folder)
     _, arrays = load_checkpoint(ckpt, expect_algo=run["algo"])
     ls = _restore_state(prog.template(), arrays, str(ckpt))
     return jenv, prog, ls, ckpt
 
 
-def resume_compiled(run_dir: Path, run: dict, cfg, steps: int | None, progress: bool | None):
+def resume_compiled(run_dir: Path, run: dict, cfg, steps: int | None, progress: bool | None,
+                    on_eval=None):
     jenv, prog, ls, ckpt = _restore(run_dir, run, cfg)
     from tandem.host.run import resume_target
     start = int(np.asarray(ls.step)[0])
     until = resume_target(run_dir, run, ckpt, start, steps)
-    return run_compiled(run_dir, run, cfg, jenv, prog, ls, until, progress, start)
+    return run_compiled(run_dir, run, cfg, jenv, prog, ls, until, progress, start, on_eval)
 
 
-def load_compiled(run_dir: Path, run: dict, cfg, seed: int | None):
+def load_compiled(run_dir: Path, run: dict, cfg, seed: int | None,
+                  folder: str = "checkpoints"):
     seeds = run["seeds"]
     if seed is not None and seed not in seeds:
         raise CheckpointError(f"seed {seed} is not in this run (seeds {seeds})")
     i = 0 if seed is None else seeds.index(seed)
-    _, prog, ls, _ = _restore(run_dir, run, cfg)
+    _, prog, ls, _ = _restore(run_dir, run, cfg, folder)
     return prog.policy(ls, i, run["env_spec"])
 
 
-def evaluate_compiled(run_dir: Path, run: dict, cfg, episodes: int) -> dict:
-    _, prog, ls, _ = _restore(run_dir, run, cfg)
+def evaluate_compiled(run_dir: Path, run: dict, cfg, episodes: int,
+                      folder: str = "checkpoints") -> dict:
+    _, prog, ls, _ = _restore(run_dir, run, cfg, folder)
     returns = prog.evaluate(ls, run["seeds"], episodes)
     return {"eval/return_mean": float(returns.mean(axis=1).mean()),
             "eval/return_std_across_seeds": float(returns.mean(axis=1).std()),

@@ -132,12 +132,13 @@ def save_checkpoint(ckpt_root: Path, *, algo: str, step: int, arrays: dict[str, 
 
 
 # ---------------------------------------------------------------- reading
-def latest_checkpoint(run_dir: Path) -> Path:
-    """Path of the newest complete checkpoint of a run folder (LATEST, or the highest step)."""
+def latest_checkpoint(run_dir: Path, folder: str = "checkpoints") -> Path:
+    """Path of the newest complete checkpoint of a run folder (LATEST, or the highest step);
+    ``folder="best"`` gives the best-evaluated one kept with ``eval_every``."""
     run_dir = Path(run_dir)
     if not run_dir.exists():
         raise CheckpointError(f"run folder '{run_dir}' does not exist")
-    root = run_dir / "checkpoints"
+    root = run_dir / folder
     candidates = sorted(root.glob("step_*")) if root.is_dir() else []
     pointer = root / "LATEST"
     if pointer.is_file():
@@ -146,6 +147,9 @@ def latest_checkpoint(run_dir: Path) -> Path:
             return root / name
     complete = [c for c in candidates if (c / META).is_file() and (c / ARRAYS).is_file()]
     if not complete:
+        if folder == "best":
+            raise CheckpointError(f"'{run_dir}' has no best checkpoint: it is kept when training "
+                                  "runs with eval_every > 0 (and keep_best)")
         raise CheckpointError(f"no checkpoint found in '{run_dir}' (expected "
                               f"{root}/step_*/{META}); was training started with --out there?")
     return complete[-1]

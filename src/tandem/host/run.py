@@ -166,20 +166,40 @@ def machine_info() -> dict:
 
 
 class _Session:
-    """Sinks and checkpointing for one training call (host side only)."""
+    """Sinks, periodic evaluation and checkpointing for one training call (host side only)."""
 
-    def __init__(self, run_dir: Path, ln, algo: str, resume_step: int | None,
-                 total: int, progress: bool | None) -> None:
-        self.run_dir, self.ln, self.algo = run_dir, ln, algo
-        self.driver = _driver(algo)
+    def __init__(self, run_dir: Path, run: dict, ln, resume_step: int | None, total: int,
+                 progress: bool | None, eval_env: gym.Env, on_eval=None) -> None:
+        self.run_dir, self.run, self.ln, self.algo = run_dir, run, ln, run["algo"]
+        self.driver = _driver(self.algo)
         self.csv = CSVSink(run_dir / "metrics.csv", resume_step)
         self.tb = TensorBoardSink(run_dir / "tb")
-        self.progress = Progress(total, ln.host.step, progress, f"{algo}")
+        self.progress = Progress(total, ln.host.step, progress, f"{self.algo}")
+        self.eval_env, self.on_eval = eval_env, on_eval
+        self.periodic = PeriodicEval(run_dir, ln.cfg, ln.host.step)
 
     def on_log(self, step: int, metrics: dict) -> None:
+        ev = None
+        if self.periodic.due(step):
+            ev = self.periodic.run(step, self._evaluate, self._save_best)
+            metrics = {**metrics, **ev}
         self.csv.write(step, metrics)
         self.tb.write(step, metrics)
         self.progress.line(step, metrics)
+        if ev is not None and self.on_eval is not None:  # after the row is written: it may stop
+            self.on_eval(step, ev)
+
+    def _evaluate(self) -> dict:
+        ln = self.ln
+        policy = policy_for(self.algo, ln.fns, ln.fns.policy_params(ln.state), ln.rms,
+                            self.run["env_spec"])
+        return evaluate_policy(policy.act_flat, self.eval_env, ln.cfg.eval_episodes, ln.seed)
+
+    def _save_best(self, step: int) -> None:
+        ln = self.ln
+        save_checkpoint(self.run_dir / "best", algo=self.algo, step=step,
+                        arrays=self.driver.learner_arrays(ln),
+                        meta=self.driver.learner_meta(ln), keep=1)
 
     def on_progress(self, step: int, sps: float) -> None:
         r = self.ln.host.recent_returns
@@ -197,10 +217,51 @@ class _Session:
         self.tb.close()
 
 
+class PeriodicEval:
+    """Evaluation every ``cfg.eval_every`` env steps (at the first log line at or past each
+    multiple) and the best-checkpoint bookkeeping in ``best.json``; shared by both paths."""
+
+    def __init__(self, run_dir: Path, cfg: Config, start_step: int) -> None:
+        self.run_dir, self.cfg, self.last = run_dir, cfg, start_step
+        self.every = getattr(cfg, "eval_every", 0)
+        path = run_dir / "best.json"
+        self.best = json.loads(path.read_text()) if path.is_file() else None
+
+    def due(self, step: int) -> bool:
+        return bool(self.every) and step // self.every > self.last // self.every
+
+    def run(self, step: int, evaluate, save_best) -> dict:
+        """``evaluate()`` -> evaluate_policy's dict; ``save_best(step)`` writes best/."""
+        t0 = time.perf_counter()
+        ev = evaluate()
+        self.last = step
+        m = {k: ev[k] for k in ("eval/return_mean", "eval/return_std", "eval/length_mean")
+             if ev.get(k) is not None}
+        if self.cfg.keep_best and m and (self.best is None or
+                                         m["eval/return_mean"] > self.best["eval/return_mean"]):
+            save_best(step)
+            self.best = {"step": step, "eval/return_mean": m["eval/return_mean"],
+                         "eval/episodes": ev["eval/episodes"]}
+            atomic_write_text(self.run_dir / "best.json", json.dumps(self.best, indent=1))
+        if self.best is not None:
+            m["eval/best_return"] = self.best["eval/return_mean"]
+        m["time/eval_s"] = time.perf_counter() - t0
+        return m
+
+
+def check_eval_schedule(cfg: Config, separate_env: bool) -> None:
+    if getattr(cfg, "eval_every", 0) and not cfg.eval_episodes:
+        raise ConfigError(f"eval_every={cfg.eval_every} needs eval_episodes >= 1")
+    if getattr(cfg, "eval_every", 0) and not separate_env:
+        raise ConfigError("eval_every needs a second env instance for evaluation; this env was "
+                          "passed as an unregistered instance: register it (gymnasium.register) "
+                          "and pass its id, or set eval_every=0")
+
+
 def _train_session(run_dir: Path, run: dict, ln, until: int, progress: bool | None,
-                   resume_step: int | None, eval_env: gym.Env) -> Run:
+                   resume_step: int | None, eval_env: gym.Env, on_eval=None) -> Run:
     algo = run["algo"]
-    session = _Session(run_dir, ln, algo, resume_step, until, progress)
+    session = _Session(run_dir, run, ln, resume_step, until, progress, eval_env, on_eval)
     start_step, t0 = ln.host.step, time.perf_counter()
     try:
         with _stop_on_interrupt(ln):
@@ -233,6 +294,7 @@ def _train_session(run_dir: Path, run: dict, ln, until: int, progress: bool | No
                "rollout/ep_return_mean": (float(np.mean(ln.host.recent_returns))
                                           if ln.host.recent_returns else None),
                "resumed_from": resume_step, "versions": versions,
+               "best": session.periodic.best,
                "machine": machine_info()}
     if hasattr(ln, "env_s"):  # on-policy: where the time went (env stepping vs learning)
         summary["time/env_fraction"] = ln.env_s / max(wall, 1e-9)
@@ -312,8 +374,8 @@ def parse_seeds(spec: str | int | list[int] | None, seed: int = 0) -> list[int] 
 
 def train(cfg: Config, env: str | gym.Env, steps: int = 50_000, seed: int = 0,
           out: str | Path | None = None, progress: bool | None = None,
-          env_kwargs: dict | None = None, seeds: str | int | list[int] | None = None
-          ) -> Run | Sweep:
+          env_kwargs: dict | None = None, seeds: str | int | list[int] | None = None,
+          on_eval=None) -> Run | Sweep:
     """Train ``cfg``'s algorithm on ``env`` for ``steps`` env steps.
 
     ``env`` is a Gymnasium id or instance (the host loop), or a JAX-native id such as
@@ -323,6 +385,10 @@ def train(cfg: Config, env: str | gym.Env, steps: int = 50_000, seed: int = 0,
     count, a range "0-9" or a list) several seeds train into one folder and a :class:`Sweep`
     is returned: vmapped as one program on a JAX-native env, one after another otherwise. A
     JAX-native env always returns a Sweep (of one seed when ``seeds`` is not given).
+
+    With ``cfg.eval_every`` the policy is evaluated during training and
+    ``on_eval(step, metrics)`` is called after each evaluation (an exception raised there,
+    e.g. a tuner's prune, stops training after the row is logged).
     """
     if not isinstance(cfg, Config):
         raise ConfigError(f"cfg must be a tandem config such as SACConfig(), got "
@@ -337,12 +403,15 @@ def train(cfg: Config, env: str | gym.Env, steps: int = 50_000, seed: int = 0,
         seed_list = seed_list or [seed]
         name = env if isinstance(env, str) else env.env_id
         run_dir = Path(out) if out is not None else _default_out(cfg.algo, name, seed_list[0])
-        return train_compiled(cfg, env, steps, seed_list, run_dir, progress, env_kwargs)
+        return train_compiled(cfg, env, steps, seed_list, run_dir, progress, env_kwargs,
+                              on_eval)
     if seed_list is not None and len(seed_list) > 1:
-        return _train_sequential(cfg, env, steps, seed_list, out, progress, env_kwargs)
+        return _train_sequential(cfg, env, steps, seed_list, out, progress, env_kwargs,
+                                 on_eval)
     if seed_list is not None:
         seed = seed_list[0]
     info = make_env(env, cfg.algo, env_kwargs)
+    check_eval_schedule(cfg, info.env_id is not None)
     run_dir = Path(out) if out is not None else _default_out(cfg.algo, info.env_id, seed)
     if (run_dir / "config.json").exists() or (run_dir / "checkpoints").exists():
         raise ConfigError(f"'{run_dir}' already holds a run; continue it with `tandem resume "
@@ -360,17 +429,17 @@ def train(cfg: Config, env: str | gym.Env, steps: int = 50_000, seed: int = 0,
     log.info("training %s on %s for %d steps (seed %d) -> %s", cfg.algo, info.env_id or "env",
              steps, seed, run_dir)
     return _train_session(run_dir, run, ln, int(steps), progress, None,
-                          _eval_env(info, cfg.algo, env_kwargs))
+                          _eval_env(info, cfg.algo, env_kwargs), on_eval)
 
 
 def _train_sequential(cfg, env, steps: int, seeds: list[int], out, progress,
-                      env_kwargs) -> Sweep:
+                      env_kwargs, on_eval=None) -> Sweep:
     """Gymnasium env, several seeds: normal run folders ``<out>/seed_<s>`` one after another."""
     from tandem.compiled.run import aggregate
     name = env if isinstance(env, str) else getattr(env.spec, "id", None)
     sweep_dir = Path(out) if out is not None else _default_out(cfg.algo, name, seeds[0])
-    runs = [train(cfg, env, steps, s, sweep_dir / f"seed_{s}", progress, env_kwargs)
-            for s in seeds]
+    runs = [train(cfg, env, steps, s, sweep_dir / f"seed_{s}", progress, env_kwargs,
+                  on_eval=on_eval) for s in seeds]
     agg = aggregate([r.summary for r in runs])
     agg["path"] = "host"
     agg["time/sps"] = float(np.mean([r.summary["time/sps"] for r in runs]))
@@ -407,7 +476,7 @@ def resume_target(run_dir: Path, run: dict, ckpt: Path, start: int, steps: int |
 
 
 def resume(run_dir: str | Path, steps: int | None = None, progress: bool | None = None,
-           env: str | gym.Env | None = None) -> Run:
+           env: str | gym.Env | None = None, on_eval=None) -> Run:
     """Continue a run from its latest checkpoint: ``steps`` more env steps, or (None) up to
     the total it was started with, so a crashed run finishes what it was asked to do."""
     run_dir = Path(run_dir)
@@ -417,7 +486,7 @@ def resume(run_dir: str | Path, steps: int | None = None, progress: bool | None 
         _check_int("steps", steps, 1)
     if run.get("path") == "compiled":
         from tandem.compiled.run import resume_compiled
-        return resume_compiled(run_dir, run, cfg, steps, progress)
+        return resume_compiled(run_dir, run, cfg, steps, progress, on_eval)
     ckpt = latest_checkpoint(run_dir)
     meta, arrays = load_checkpoint(ckpt, expect_algo=run["algo"])
     info = _env_for_run(run, env)
@@ -432,19 +501,21 @@ def resume(run_dir: str | Path, steps: int | None = None, progress: bool | None 
     start = ln.host.step
     until = resume_target(run_dir, run, ckpt, start, steps)
     return _train_session(run_dir, run, ln, until, progress, start,
-                          _eval_env(info, run["algo"], run.get("env_kwargs") or None))
+                          _eval_env(info, run["algo"], run.get("env_kwargs") or None), on_eval)
 
 
-def load(run_dir: str | Path, seed: int | None = None) -> Policy:
-    """The deployable policy of a run folder (its latest checkpoint). For a compiled
-    multi-seed run, ``seed`` picks the seed (default: the first)."""
+def load(run_dir: str | Path, seed: int | None = None, best: bool = False) -> Policy:
+    """The deployable policy of a run folder: its latest checkpoint, or with ``best`` the one
+    that scored best in the periodic evaluation (``eval_every``). For a compiled multi-seed
+    run, ``seed`` picks the seed (default: the first)."""
     run_dir = Path(run_dir)
     run = _read_run(run_dir)
     cfg = _config_from(run)
+    folder = "best" if best else "checkpoints"
     if run.get("path") == "compiled":
         from tandem.compiled.run import load_compiled
-        return load_compiled(run_dir, run, cfg, seed)
-    ckpt = latest_checkpoint(run_dir)
+        return load_compiled(run_dir, run, cfg, seed, folder)
+    ckpt = latest_checkpoint(run_dir, folder)
     meta, arrays = load_checkpoint(ckpt, expect_algo=run["algo"])
     spec = run["env_spec"]
     fns = get_algo(run["algo"]).build(cfg, spec)
@@ -456,18 +527,21 @@ def load(run_dir: str | Path, seed: int | None = None) -> Policy:
 
 
 def evaluate(run_dir: str | Path, episodes: int = 10, seed: int | None = None,
-             env: str | gym.Env | None = None) -> dict:
-    """Deterministic evaluation of a run's policy; writes ``eval.json`` in the run folder."""
+             env: str | gym.Env | None = None, best: bool = False) -> dict:
+    """Deterministic evaluation of a run's policy (``best``: the best checkpoint); writes
+    ``eval.json`` (``eval_best.json``) in the run folder."""
     _check_int("episodes", episodes, 1)
     run_dir = Path(run_dir)
     run = _read_run(run_dir)
     if run.get("path") == "compiled":
         from tandem.compiled.run import evaluate_compiled
-        result = evaluate_compiled(run_dir, run, _config_from(run), episodes)
-        atomic_write_text(run_dir / "eval.json", json.dumps(result, indent=1))
-        return result
-    policy = load(run_dir)
-    info = _env_for_run(run, env)
-    result = evaluate_policy(policy.act_flat, info.env, episodes, run["seed"] if seed is None else seed)
-    atomic_write_text(run_dir / "eval.json", json.dumps(result, indent=1))
+        result = evaluate_compiled(run_dir, run, _config_from(run), episodes,
+                                   "best" if best else "checkpoints")
+    else:
+        policy = load(run_dir, best=best)
+        info = _env_for_run(run, env)
+        result = evaluate_policy(policy.act_flat, info.env, episodes,
+                                 run["seed"] if seed is None else seed)
+    atomic_write_text(run_dir / ("eval_best.json" if best else "eval.json"),
+                      json.dumps(result, indent=1))
     return result
