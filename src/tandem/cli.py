@@ -1,4 +1,4 @@
-"""Command line: ``tandem train|eval|resume ...``.
+"""Command line: ``tandem train|eval|resume|report|tune|config ...``.
 
 Exit codes: 0 on success, 2 with one line on stderr for a usage, config, env or checkpoint
 error (anything a user can fix), 130 when interrupted with Ctrl-C (a checkpoint is written at
@@ -57,12 +57,43 @@ def _build_parser() -> _Parser:
     e.add_argument("run_dir")
     e.add_argument("--episodes", type=int, default=10)
     e.add_argument("--seed", type=int, default=None)
+    e.add_argument("--best", action="store_true",
+                   help="the best checkpoint of the periodic evaluation (eval_every)")
+
+    rp = sub.add_parser("report", help="an HTML report (curves, IQM with bootstrap intervals, "
+                        "probability of improvement, config, video) of run or sweep folders")
+    rp.add_argument("dirs", nargs="+", metavar="DIR")
+    rp.add_argument("--out", default="report", help="report folder (default ./report)")
+    rp.add_argument("--label", action="append", default=None,
+                    help="a name per DIR, in order (repeat the option); the same name on "
+                    "folders of different envs groups them as one algorithm")
+    rp.add_argument("--title", default=None)
+    rp.add_argument("--no-video", action="store_true", help="skip the GIF of each final policy")
 
     r = sub.add_parser("resume", help="continue a run from its latest checkpoint")
     r.add_argument("run_dir")
     r.add_argument("--steps", type=int, default=None,
                    help="more env steps to train (default: up to the run's original total)")
     r.add_argument("--progress", choices=("auto", "bar", "lines"), default="auto")
+
+    tu = sub.add_parser("tune", help="search hyperparameters with Optuna (the study is kept in "
+                        "a database, so running the same command again resumes it); extra "
+                        "--field value pairs fix fields instead of searching them")
+    tu.add_argument("algo", choices=algo_names())
+    tu.add_argument("--env", required=True, help="Gymnasium id or JAX-native id")
+    tu.add_argument("--trials", type=int, required=True,
+                    help="finished (complete or pruned) trials the study should hold")
+    tu.add_argument("--steps", type=int, default=50_000, help="env steps per trial")
+    tu.add_argument("--seed", type=int, default=0, help="training seed of every trial")
+    tu.add_argument("--out", default=None, help="folder of the trials' runs and study.db "
+                    "(default tune/<algo>_<env>)")
+    tu.add_argument("--storage", default=None,
+                    help="Optuna database URL (default sqlite:///<out>/study.db)")
+    tu.add_argument("--study", default=None, help="study name (default <algo>-<env>)")
+    tu.add_argument("--eval-every", type=int, default=None,
+                    help="env steps between the evaluations reported to the pruner "
+                    "(default steps/10)")
+    tu.add_argument("--pruner", choices=("median", "none"), default="median")
 
     c = sub.add_parser("config", help="list an algorithm's config fields, defaults and ranges")
     c.add_argument("algo", choices=algo_names())
@@ -98,7 +129,7 @@ def _run(argv: Sequence[str]) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
-    if extra and args.command != "train":
+    if extra and args.command not in ("train", "tune"):
         raise _UsageError(f"unrecognized arguments: {' '.join(extra)}")
 
     import tandem
@@ -122,8 +153,30 @@ def _run(argv: Sequence[str]) -> int:
     elif args.command == "resume":
         run = tandem.resume(args.run_dir, steps=args.steps, progress=_progress(args.progress))
         _print_result(run.dir, run.summary)
+    elif args.command == "tune":
+        from tandem.tune import params_to_fields, tune
+        spec = get_algo(args.algo)
+        fixed = _parse_overrides(spec.config_cls, extra)
+        out = args.out or f"tune/{args.algo}_{args.env.replace('/', '_').replace(':', '_')}"
+        study = tune(spec.config_cls, args.env, args.trials, args.steps, out, fixed,
+                     args.seed, args.storage, args.study, args.eval_every, args.pruner)
+        from optuna.trial import TrialState
+        states = [t.state for t in study.trials]
+        best = (params_to_fields(spec.config_cls.search_space, study.best_params)
+                if TrialState.COMPLETE in states else None)
+        print(json.dumps({
+            "study": study.study_name, "out": out,
+            "complete": states.count(TrialState.COMPLETE),
+            "pruned": states.count(TrialState.PRUNED), "failed": states.count(TrialState.FAIL),
+            "best_value": study.best_value if best is not None else None,
+            "best_params": best}, default=list))
+    elif args.command == "report":
+        from tandem.report import write_report
+        index = write_report(args.dirs, args.out, args.label, args.title, not args.no_video)
+        print(json.dumps({"report": str(index)}))
     elif args.command == "eval":
-        result = tandem.evaluate(args.run_dir, episodes=args.episodes, seed=args.seed)
+        result = tandem.evaluate(args.run_dir, episodes=args.episodes, seed=args.seed,
+                                 best=args.best)
         print(json.dumps({k: v for k, v in result.items() if k.startswith("eval/")}))
     return 0
 

@@ -10,6 +10,7 @@ builds it with TD3's functions, as Stable-Baselines3 does; the equivalence is te
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 from tandem.algos.td3 import TD3Config, make_td3
 from tandem.config import param
@@ -31,6 +32,10 @@ class DDPGConfig(TD3Config):
     policy_delay: int = param(1, "critic steps per actor and target update (DDPG: 1)", ge=1)
     target_noise: float = param(0.0, "std of target policy smoothing noise (DDPG: 0, off)",
                                 ge=0.0)
+
+    # TD3's search without target_noise (DDPG has no target policy smoothing).
+    search_space: ClassVar[dict] = {k: v for k, v in TD3Config.search_space.items()
+                                    if k != "target_noise"}
 
 
 def make_ddpg(cfg: DDPGConfig, obs_dim: int, action_dim: int) -> OffPolicyFns:

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
-from tandem.config import OffPolicyConfig, param
+from tandem.config import OffPolicyConfig, choice, log_uniform, param
 from tandem.core.distributions import TanhNormal
 from tandem.core.nets import NETWORKS, QEnsemble
 from tandem.core.normalize import normalize_obs
@@ -48,6 +48,15 @@ class SACConfig(OffPolicyConfig):
     critic_dropout: float = param(0.0, "dropout rate in the critics (DroQ: 0.01)", ge=0.0,
                                   lt=1.0)
     critic_layer_norm: bool = param(False, "layer normalisation in the critics (DroQ)")
+
+    # `tandem tune sac`: the ranges of RL Zoo's SAC search, narrowed to what trains on a CPU.
+    search_space: ClassVar[dict] = {
+        "actor_lr": log_uniform(1e-5, 3e-3), "critic_lr": log_uniform(1e-5, 3e-3),
+        "gamma": choice(0.95, 0.98, 0.99, 0.995, 0.999),
+        "tau": choice(0.001, 0.005, 0.01, 0.02, 0.05),
+        "batch_size": choice(64, 128, 256, 512),
+        "hidden_sizes": choice((64, 64), (256, 256), (400, 300)),
+    }
 
 
 # ============================================================================ networks

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
-from tandem.config import OffPolicyConfig, param
+from tandem.config import OffPolicyConfig, choice, log_uniform, param
 from tandem.core.nets import NETWORKS, QEnsemble
 from tandem.core.noise import exploration_noise
 from tandem.core.normalize import normalize_obs
@@ -50,6 +50,17 @@ class TD3Config(OffPolicyConfig):
                                      ge=0.0)
     ou_theta: float = param(0.15, "mean reversion rate of Ornstein-Uhlenbeck noise", gt=0.0)
     ou_dt: float = param(1e-2, "time step of Ornstein-Uhlenbeck noise", gt=0.0)
+
+    # `tandem tune td3` (RL Zoo's TD3 ranges, narrowed); DDPG drops target_noise.
+    search_space: ClassVar[dict] = {
+        "actor_lr": log_uniform(1e-5, 3e-3), "critic_lr": log_uniform(1e-5, 3e-3),
+        "gamma": choice(0.95, 0.98, 0.99, 0.995, 0.999),
+        "tau": choice(0.001, 0.005, 0.01, 0.02, 0.05),
+        "batch_size": choice(64, 128, 256, 512),
+        "exploration_sigma": choice(0.05, 0.1, 0.2, 0.3),
+        "target_noise": choice(0.1, 0.2, 0.3),
+        "hidden_sizes": choice((64, 64), (256, 256), (400, 300)),
+    }
 
 
 # ============================================================================ networks
