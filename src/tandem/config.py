@@ -75,10 +75,21 @@ class Config:
     # What `tandem tune` searches, declared beside each algorithm's config: field -> Search.
     search_space: ClassVar[dict[str, Search]] = {}
 
+    # Evaluation, the same for every algorithm and both drivers (docs/evaluation.md).
+    eval_episodes: int = param(10, "deterministic episodes per evaluation (periodic and final)",
+                               ge=0)
+    eval_every: int = param(0, "env steps between evaluations during training, on a separate "
+                            "env instance, at the next log line (0: only the final one)", ge=0)
+    keep_best: bool = param(True, "with eval_every, keep the checkpoint with the best "
+                            "evaluation return in best/ (tandem.load(run, best=True))")
+
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
             self._check_field(f, hints[f.name], getattr(self, f.name))
+        if self.eval_every and not self.eval_episodes:
+            raise ConfigError(f"{type(self).__name__}: eval_every={self.eval_every} needs "
+                              "eval_episodes >= 1")
 
     def _check_field(self, f: dataclasses.Field, tp: Any, value: Any) -> None:
         name = f"{type(self).__name__}.{f.name}"
@@ -235,12 +246,6 @@ class OffPolicyConfig(Config):
                                         gt=0.0, optional=True)
     normalize_obs: bool = param(False, "normalise observations with running statistics "
                                 "(saved with the policy)")
-    eval_episodes: int = param(10, "deterministic episodes per evaluation (periodic and final)",
-                               ge=0)
-    eval_every: int = param(0, "env steps between evaluations during training, on a separate "
-                            "env instance, at the next log line (0: only the final one)", ge=0)
-    keep_best: bool = param(True, "with eval_every, keep the checkpoint with the best "
-                            "evaluation return in best/ (tandem.load(run, best=True))")
     log_every: int = param(1000, "env steps between metric log lines", ge=1)
     checkpoint_every: int = param(10_000, "env steps between checkpoints (0: only at the end)",
                                   ge=0)

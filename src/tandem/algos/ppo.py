@@ -78,12 +78,6 @@ class PPOConfig(Config):
                                 "(saved with the policy)")
     normalize_reward: bool = param(False, "divide rewards by the running std of the "
                                    "discounted return (SB3 VecNormalize), clipped to 10")
-    eval_episodes: int = param(10, "deterministic episodes per evaluation (periodic and final)",
-                               ge=0)
-    eval_every: int = param(0, "env steps between evaluations during training, on a separate "
-                            "env instance, at the next log line (0: only the final one)", ge=0)
-    keep_best: bool = param(True, "with eval_every, keep the checkpoint with the best "
-                            "evaluation return in best/ (tandem.load(run, best=True))")
     log_every: int = param(10_000, "env steps between metric log lines (at the next rollout "
                            "end)", ge=1)
     checkpoint_every: int = param(100_000, "env steps between checkpoints, taken at the next "

@@ -314,9 +314,8 @@ def aggregate(summaries: list[dict]) -> dict:
 # ============================================================================ entry points
 def train_compiled(cfg: Config, env: str | JaxEnv, steps: int, seeds: list[int],
                    out: Path, progress: bool | None, env_kwargs: dict | None, on_eval=None):
-    from tandem.host.run import _versions, check_eval_schedule
+    from tandem.host.run import _versions
     _check_schedule(cfg)
-    check_eval_schedule(cfg, True)
     jenv, prog = program_for(cfg, env, env_kwargs, len(seeds))
     if (out / "config.json").exists() or (out / "checkpoints").exists():
         raise ConfigError(f"'{out}' already holds a run; continue it with `tandem resume {out}` "

@@ -223,7 +223,7 @@ class PeriodicEval:
 
     def __init__(self, run_dir: Path, cfg: Config, start_step: int) -> None:
         self.run_dir, self.cfg, self.last = run_dir, cfg, start_step
-        self.every = getattr(cfg, "eval_every", 0)
+        self.every = cfg.eval_every
         path = run_dir / "best.json"
         self.best = json.loads(path.read_text()) if path.is_file() else None
 
@@ -250,9 +250,7 @@ class PeriodicEval:
 
 
 def check_eval_schedule(cfg: Config, separate_env: bool) -> None:
-    if getattr(cfg, "eval_every", 0) and not cfg.eval_episodes:
-        raise ConfigError(f"eval_every={cfg.eval_every} needs eval_episodes >= 1")
-    if getattr(cfg, "eval_every", 0) and not separate_env:
+    if cfg.eval_every and not separate_env:
         raise ConfigError("eval_every needs a second env instance for evaluation; this env was "
                           "passed as an unregistered instance: register it (gymnasium.register) "
                           "and pass its id, or set eval_every=0")
