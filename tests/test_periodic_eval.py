@@ -11,7 +11,7 @@ from tandem.core.checkpoint import latest_checkpoint
 from tests.conftest import TINY
 from tests.envs import line_env
 
-CFG = TINY.replace(eval_every=200, checkpoint_every=200)
+CFG = TINY.replace(eval_every=200, checkpoint_every=200, log_every=150)  # evals off the log grid
 
 
 def _eval_rows(run_dir):
@@ -89,3 +89,16 @@ def test_eval_schedule_errors(tmp_path):
     train(TINY, line_env(), steps=60, out=tmp_path / "r", progress=False)  # eval_every=0
     with pytest.raises(Exception, match="no best checkpoint"):
         load(tmp_path / "r", best=True)
+
+
+def test_on_policy_evaluates_after_the_rollout_that_reaches_each_multiple(tmp_path):
+    from tests.algos.test_ppo import TINY_PPO
+    cfg = TINY_PPO.replace(eval_every=100, eval_episodes=1)
+    per_rollout = cfg.n_envs * cfg.n_steps
+    seen = []
+    train(cfg, "CartPole-v1", steps=10 * per_rollout, out=tmp_path / "ppo", progress=False,
+          on_eval=lambda step, m: seen.append(step))
+    ends = [per_rollout * k for k in range(1, 11)]
+    expected = [e for prev, e in zip([0] + ends, ends) if e // 100 > prev // 100]
+    assert seen == expected and len(expected) >= 2
+    assert [s for s, _ in _eval_rows(tmp_path / "ppo")] == expected

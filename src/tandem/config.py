@@ -79,7 +79,8 @@ class Config:
     eval_episodes: int = param(10, "deterministic episodes per evaluation (periodic and final)",
                                ge=0)
     eval_every: int = param(0, "env steps between evaluations during training, on a separate "
-                            "env instance, at the next log line (0: only the final one)", ge=0)
+                            "env instance (on-policy: after the rollout that reaches each multiple; 0: only "
+                            "the final evaluation)", ge=0)
     keep_best: bool = param(True, "with eval_every, keep the checkpoint with the best "
                             "evaluation return in best/ (tandem.load(run, best=True))")
 

@@ -152,8 +152,6 @@ def tune(cfg_cls: type[Config], env: str, trials: int, steps: int, out: str | Pa
         trial.set_user_attr("pid", os.getpid())
         values = {**suggest(trial, space), **fixed}
         values.setdefault("eval_every", every)
-        if "log_every" not in fixed:
-            values["log_every"] = min(getattr(cfg_cls(), "log_every", every), every)
         cfg = cfg_cls(**values)
         run_dir = out / f"trial_{trial.number:04d}"
         trial.set_user_attr("run_dir", str(run_dir))

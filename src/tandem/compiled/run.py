@@ -37,7 +37,7 @@ def _check_schedule(cfg) -> None:
         raise ConfigError("normalize_obs=True is not supported on the compiled path yet; train "
                           "without it or use a Gymnasium env")
     k = cfg.train_freq
-    for name in ("learning_starts", "log_every", "checkpoint_every"):
+    for name in ("learning_starts", "log_every", "checkpoint_every", "eval_every"):
         if getattr(cfg, name) % k:
             raise ConfigError(f"{name}={getattr(cfg, name)} must be a multiple of train_freq={k} "
                               "on the compiled path (chunks end on training iterations)")
@@ -204,6 +204,8 @@ def run_compiled(run_dir: Path, run: dict, cfg, env: JaxEnv, prog: _Program, ls,
         with _stop_on_interrupt(flag):
             while step < until:
                 boundary = min((step // cfg.log_every + 1) * cfg.log_every, until)
+                if cfg.eval_every:  # chunks also end where an evaluation is due
+                    boundary = min(boundary, (step // cfg.eval_every + 1) * cfg.eval_every)
                 if step < prog.warmup_steps:
                     n = min(boundary, prog.warmup_steps) - step
                     kind, iters = "warmup", n

@@ -208,7 +208,8 @@ def run_steps(ln: Learner, until: int, on_log: Callable[[int, dict], None],
         if h.step % progress_every == 0 or h.step == until:
             now = time.perf_counter()
             on_progress(h.step, (h.step - step_last) / max(now - t_last, 1e-9))
-        if h.step % cfg.log_every == 0 or h.step == until:
+        if h.step % cfg.log_every == 0 or h.step == until or \
+                (cfg.eval_every and h.step % cfg.eval_every == 0):  # evaluations log too
             now = time.perf_counter()
             metrics = log_metrics(ln.last_metrics, h.recent_returns, h.recent_lengths,
                                   h.episode, (h.step - step_last) / max(now - t_last, 1e-9))

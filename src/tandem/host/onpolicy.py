@@ -285,7 +285,8 @@ def run_steps(ln: Learner, until: int, on_log: Callable[[int, dict], None],
 
         now = time.perf_counter()
         on_progress(h.step, (h.step - start) / max(now - t_start, 1e-9))
-        if _crossed(start, h.step, cfg.log_every) or h.step >= until:
+        if _crossed(start, h.step, cfg.log_every) or _crossed(start, h.step, cfg.eval_every) \
+                or h.step >= until:  # a log line for every evaluation, too
             metrics = log_metrics(ln.last_metrics, h.recent_returns, h.recent_lengths,
                                   h.episode, (h.step - step_last) / max(now - t_last, 1e-9))
             metrics["time/env_s"], metrics["time/learn_s"] = ln.env_s, ln.learn_s

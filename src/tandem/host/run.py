@@ -218,8 +218,9 @@ class _Session:
 
 
 class PeriodicEval:
-    """Evaluation every ``cfg.eval_every`` env steps (at the first log line at or past each
-    multiple) and the best-checkpoint bookkeeping in ``best.json``; shared by both paths."""
+    """Evaluation every ``cfg.eval_every`` env steps (the drivers write a log line there; an
+    on-policy one after the rollout that reaches the multiple) and the best-checkpoint
+    bookkeeping in ``best.json``; shared by both paths."""
 
     def __init__(self, run_dir: Path, cfg: Config, start_step: int) -> None:
         self.run_dir, self.cfg, self.last = run_dir, cfg, start_step
