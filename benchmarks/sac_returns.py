@@ -1,7 +1,7 @@
 """Learning quality, not speed: tandem SAC vs Stable-Baselines3 SAC at the same budget, same
 hyperparameters, same seeds, same evaluation, written as sweep folders and one `tandem report`.
 
-    python benchmarks/sac_returns.py                       # Pendulum-v1 and HalfCheetah-v5, seeds 0-4
+    python benchmarks/sac_returns.py                       # Pendulum-v1 10k and HalfCheetah-v5 30k steps, seeds 0-4
     python benchmarks/sac_returns.py --envs Pendulum-v1 --seeds 0-1 --steps-pendulum 3000
 
 Both libraries use SB3's SAC defaults (256x256 ReLU, Adam 3e-4, batch 256, tau 0.005, gamma
@@ -29,8 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_STEPS = {"Pendulum-v1": 10_000, "HalfCheetah-v5": 15_000}
-DEFAULT_EVAL_EVERY = {"Pendulum-v1": 1_000, "HalfCheetah-v5": 2_500}
+DEFAULT_STEPS = {"Pendulum-v1": 10_000, "HalfCheetah-v5": 30_000}
+DEFAULT_EVAL_EVERY = {"Pendulum-v1": 1_000, "HalfCheetah-v5": 3_000}
 LEARNING_STARTS = 1_000
 EVAL_EPISODES = 10
 
