@@ -225,6 +225,7 @@ class PeriodicEval:
     def __init__(self, run_dir: Path, cfg: Config, start_step: int) -> None:
         self.run_dir, self.cfg, self.last = run_dir, cfg, start_step
         self.every = cfg.eval_every
+        self.result: dict | None = None  # the last evaluation in full (per-episode returns)
         path = run_dir / "best.json"
         self.best = json.loads(path.read_text()) if path.is_file() else None
 
@@ -235,7 +236,7 @@ class PeriodicEval:
         """``evaluate()`` -> evaluate_policy's dict; ``save_best(step)`` writes best/."""
         t0 = time.perf_counter()
         ev = evaluate()
-        self.last = step
+        self.last, self.result = step, ev
         m = {k: ev[k] for k in ("eval/return_mean", "eval/return_std", "eval/length_mean")
              if ev.get(k) is not None}
         if self.cfg.keep_best and m and (self.best is None or
@@ -280,7 +281,11 @@ def _train_session(run_dir: Path, run: dict, ln, until: int, progress: bool | No
         raise TrainingInterrupted(f"interrupted at step {ln.host.step}; a checkpoint was written "
                                   f"there: continue with `tandem resume {run_dir}`")
     policy = policy_for(algo, ln.fns, ln.fns.policy_params(ln.state), ln.rms, run["env_spec"])
-    ev = evaluate_policy(policy.act_flat, eval_env, ln.cfg.eval_episodes, ln.seed)
+    periodic = session.periodic
+    if periodic.result is not None and periodic.last == ln.host.step:
+        ev = periodic.result  # the final evaluation is the one just done at this step
+    else:
+        ev = evaluate_policy(policy.act_flat, eval_env, ln.cfg.eval_episodes, ln.seed)
     if hasattr(ln, "envs"):  # after the evaluation: it may run on the training instance
         ln.envs.close()
     versions = _versions()
