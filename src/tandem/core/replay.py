@@ -50,6 +50,15 @@ class HostReplay:
         self.pos = (i + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 
+    def add_batch(self, obs, action, reward, next_obs, terminated) -> None:
+        """n transitions at once (arrays with a leading [n] axis, n <= capacity), in order."""
+        n = len(reward)
+        idx = (self.pos + np.arange(n)) % self.capacity
+        for k, v in zip(_FIELDS, (obs, action, reward, next_obs, terminated)):
+            self.data[k][idx] = v
+        self.pos = (self.pos + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
     def sample(self, rng: np.random.Generator, num_batches: int, batch_size: int) -> Transition:
         """G x B transitions drawn uniformly with replacement: arrays shaped [G, B, ...]."""
         idx = rng.integers(0, self.size, size=(num_batches, batch_size))  # [G, B]

@@ -252,3 +252,39 @@ def make_vector_env(info: EnvInfo, source: str | gym.Env, n: int, seed: int, mod
     if mode == "async":
         return gym.vector.AsyncVectorEnv(fns, autoreset_mode=mode_same, context="spawn")
     return gym.vector.SyncVectorEnv(fns, autoreset_mode=mode_same)
+
+
+def vector_step(envs: gym.vector.VectorEnv, env_action: np.ndarray, n: int, obs_dim: int,
+                step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One step of a same-step-autoreset vector env made by :func:`make_vector_env`.
+
+    Returns (next_obs [N, obs_dim] float32 -- a finished sub-env's reset observation,
+    reward [N] float64, terminated [N] bool, done [N] bool, final [N, obs_dim] float32 -- the
+    observation each sub-env reached, its episode's last one where it finished). Non-finite
+    rewards or observations raise EnvError naming the sub-env and ``step``.
+    """
+    next_obs, reward, terminated, truncated, infos = envs.step(env_action)
+    next_obs = np.asarray(next_obs, np.float32).reshape(n, obs_dim)
+    reward = np.asarray(reward, np.float64)
+    check_finite_batch(next_obs, reward, step)
+    terminated = np.asarray(terminated, bool)
+    done = np.logical_or(terminated, truncated)
+    final = next_obs
+    if done.any():
+        final = next_obs.copy()
+        for i in np.flatnonzero(done):
+            final[i] = np.asarray(infos["final_obs"][i], np.float32).reshape(obs_dim)
+        check_finite_batch(final, reward, step)
+    return next_obs, reward, terminated, done, final
+
+
+def check_finite_batch(obs: np.ndarray, reward: np.ndarray, step: int) -> None:
+    """EnvError for the first sub-env with a non-finite reward [N] or observation [N, d]."""
+    if not np.all(np.isfinite(reward)):
+        i = int(np.flatnonzero(~np.isfinite(reward))[0])
+        raise EnvError(f"the env returned a non-finite reward ({reward[i]}) in sub-env {i} at "
+                       f"env step {step}; fix the env or clip its rewards")
+    if not np.all(np.isfinite(obs)):
+        i = int(np.flatnonzero(~np.isfinite(obs).all(axis=-1))[0])
+        raise EnvError(f"the env returned a non-finite observation in sub-env {i} at env step "
+                       f"{step}; fix the env or clip its outputs")

@@ -28,8 +28,9 @@ from tandem.core.checkpoint import flatten_pytree, restore_pytree
 from tandem.core.logging import log_metrics
 from tandem.core.normalize import RunningMeanStd, normalize_obs, scale_reward
 from tandem.core.types import Rollout
-from tandem.envs.gym import EnvInfo, make_vector_env, to_env_action
-from tandem.errors import CheckpointError, EnvError
+from tandem.envs.gym import (EnvInfo, check_finite_batch, make_vector_env, to_env_action,
+                             vector_step)
+from tandem.errors import CheckpointError
 
 log = logging.getLogger("tandem")
 
@@ -111,24 +112,13 @@ def _keys(seed: int) -> tuple[jax.Array, jax.Array]:
     return k_init, k_explore
 
 
-def _check_finite(obs: np.ndarray, reward: np.ndarray, step: int) -> None:
-    if not np.all(np.isfinite(reward)):
-        i = int(np.flatnonzero(~np.isfinite(reward))[0])
-        raise EnvError(f"the env returned a non-finite reward ({reward[i]}) in sub-env {i} at "
-                       f"env step {step}; fix the env or clip its rewards")
-    if not np.all(np.isfinite(obs)):
-        i = int(np.flatnonzero(~np.isfinite(obs).all(axis=-1))[0])
-        raise EnvError(f"the env returned a non-finite observation in sub-env {i} at env step "
-                       f"{step}; fix the env or clip its outputs")
-
-
 def new_learner(cfg, info: EnvInfo, fns, seed: int, source: str | gym.Env,
                 env_kwargs: dict | None) -> Learner:
     envs = make_vector_env(info, source, cfg.n_envs, seed, cfg.vec_env, env_kwargs)
     k_init, k_explore = _keys(seed)
     obs, _ = envs.reset()
     obs = np.asarray(obs, np.float32).reshape(cfg.n_envs, -1)
-    _check_finite(obs, np.zeros(1), 0)
+    check_finite_batch(obs, np.zeros(1), 0)
     n = cfg.n_envs
     rms = RunningMeanStd.create(info.obs_dim) if cfg.normalize_obs else None
     if rms is not None:
@@ -237,20 +227,10 @@ def run_steps(ln: Learner, until: int, on_log: Callable[[int, dict], None],
             act_buf[t] = a
             t0 = time.perf_counter()
             env_a = to_env_action(a, info.action_low, info.action_high, info.action_space)
-            next_obs, reward, terminated, truncated, infos = envs.step(env_a)
+            next_obs, reward, terminated, done, final = vector_step(envs, env_a, N, d, h.step)
             ln.env_s += time.perf_counter() - t0
-            next_obs = np.asarray(next_obs, np.float32).reshape(N, d)
-            reward = np.asarray(reward, np.float64)
-            _check_finite(next_obs, reward, h.step)
-            done = np.logical_or(terminated, truncated)
             h.action_log.append(env_a)
             h.done_log.append(done)
-            final = next_obs
-            if done.any():
-                final = next_obs.copy()
-                for i in np.flatnonzero(done):
-                    final[i] = np.asarray(infos["final_obs"][i], np.float32).reshape(d)
-                _check_finite(final, reward, h.step)
             if ln.rms is not None:
                 ln.rms.update(next_obs)
                 stats = ln.rms.stats()
