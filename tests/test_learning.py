@@ -2,7 +2,7 @@
 
 import pytest
 
-from tandem import A2CConfig, DDPGConfig, PPOConfig, SACConfig, TD3Config, train
+from tandem import A2CConfig, DDPGConfig, IMPALAConfig, PPOConfig, SACConfig, TD3Config, train
 
 
 @pytest.mark.learning
@@ -60,4 +60,18 @@ def test_a2c_learns_cartpole(tmp_path):
     # A2C's defaults (SB3's) with 8 envs: mean eval return >= 475 within 200,000 steps
     run = train(A2CConfig(n_envs=8), "CartPole-v1", steps=200_000, seed=0, out=tmp_path / "r",
                 progress=False)
+    assert run.summary["eval/return_mean"] >= 475, run.summary
+
+
+@pytest.mark.learning
+def test_impala_learns_cartpole_with_two_ray_workers(tmp_path):
+    # Issue #6: 2 Ray rollout workers (4 envs each, 5-step trajectories, 2 per update) in a
+    # local Ray started by tandem; mean eval return >= 475 within 100,000 steps
+    import ray
+    cfg = IMPALAConfig(workers=2, envs_per_worker=4, n_steps=5, rollouts_per_update=2)
+    try:
+        run = train(cfg, "CartPole-v1", steps=100_000, seed=0, out=tmp_path / "r",
+                    progress=False)
+    finally:
+        ray.shutdown()
     assert run.summary["eval/return_mean"] >= 475, run.summary

@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 
 from tandem.algos.ddpg import DDPGConfig  # noqa: E402
 from tandem.algos.droq import DroQConfig  # noqa: E402
+from tandem.algos.impala import IMPALAConfig  # noqa: E402
 from tandem.algos.ppo import A2CConfig, PPOConfig  # noqa: E402
 from tandem.algos.sac import SACConfig  # noqa: E402
 from tandem.algos.td3 import TD3Config  # noqa: E402
@@ -17,6 +18,6 @@ from tandem.errors import (CheckpointError, ConfigError, EnvError, TandemError, 
                            TrainingInterrupted)
 from tandem.host.run import Policy, Run, evaluate, load, resume, train  # noqa: E402
 
-__all__ = ["SACConfig", "DroQConfig", "TD3Config", "DDPGConfig", "PPOConfig", "A2CConfig",
+__all__ = ["SACConfig", "DroQConfig", "TD3Config", "DDPGConfig", "PPOConfig", "A2CConfig", "IMPALAConfig",
            "train", "resume", "load", "evaluate", "Run", "Policy", "TandemError",
            "ConfigError", "EnvError", "CheckpointError", "TrainingInterrupted", "__version__"]

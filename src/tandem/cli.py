@@ -1,4 +1,4 @@
-"""Command line: ``tandem train|eval|resume|report|tune|config ...``.
+"""Command line: ``tandem train|eval|resume|report|tune|sweep|config ...``.
 
 Exit codes: 0 on success, 2 with one line on stderr for a usage, config, env or checkpoint
 error (anything a user can fix), 130 when interrupted with Ctrl-C (a checkpoint is written at
@@ -95,6 +95,21 @@ def _build_parser() -> _Parser:
                     "(default steps/10)")
     tu.add_argument("--pruner", choices=("median", "none"), default="median")
 
+    sw = sub.add_parser("sweep", help="train a grid of configurations x seeds as Ray tasks "
+                        "into one folder (read it with tandem report OUT/*/); extra --field "
+                        "value pairs set fields of every run")
+    sw.add_argument("algo", choices=algo_names())
+    sw.add_argument("--env", required=True, help="Gymnasium id or JAX-native id")
+    sw.add_argument("--seeds", default="3", help="a count (3), a range (0-9) or a list (1,3,5)")
+    sw.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2",
+                    help="values of one config field to sweep (repeat for a product)")
+    sw.add_argument("--steps", type=int, default=50_000, help="env steps per run")
+    sw.add_argument("--out", default=None, help="sweep folder (default sweeps/<algo>_<env>)")
+    sw.add_argument("--cpus-per-run", type=float, default=1.0,
+                    help="CPUs Ray reserves per run (how many run at once)")
+    sw.add_argument("--ray-address", default=None,
+                    help="Ray cluster to run on (default: a local Ray)")
+
     c = sub.add_parser("config", help="list an algorithm's config fields, defaults and ranges")
     c.add_argument("algo", choices=algo_names())
     return p
@@ -129,7 +144,7 @@ def _run(argv: Sequence[str]) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
-    if extra and args.command not in ("train", "tune"):
+    if extra and args.command not in ("train", "tune", "sweep"):
         raise _UsageError(f"unrecognized arguments: {' '.join(extra)}")
 
     import tandem
@@ -170,6 +185,25 @@ def _run(argv: Sequence[str]) -> int:
             "pruned": states.count(TrialState.PRUNED), "failed": states.count(TrialState.FAIL),
             "best_value": study.best_value if best is not None else None,
             "best_params": best}, default=list))
+    elif args.command == "sweep":
+        from tandem.distributed.sweep import parse_grid, sweep
+        from tandem.host.run import _check_int, parse_seeds
+        spec = get_algo(args.algo)
+        _check_int("steps", args.steps, 1)
+        if not args.cpus_per_run > 0:
+            raise _UsageError("--cpus-per-run must be > 0")
+        base = spec.config_cls(**_parse_overrides(spec.config_cls, extra))
+        grid = parse_grid(args.grid, spec.config_cls)
+        out = args.out or f"sweeps/{args.algo}_{args.env.replace('/', '_').replace(':', '_')}"
+        record = sweep(base, args.env, args.steps, parse_seeds(args.seeds), grid, out,
+                       args.cpus_per_run, args.ray_address)
+        failed = [r for r in record["runs"] if "error" in r]
+        print(json.dumps({"sweep": str(out), "runs": len(record["runs"]),
+                          "failed": len(failed)}))
+        if failed:
+            print(f"tandem: error: {len(failed)} of {len(record['runs'])} runs failed; their "
+                  f"errors are in {out}/sweep.json", file=sys.stderr)
+            return EXIT_USAGE
     elif args.command == "report":
         from tandem.report import write_report
         index = write_report(args.dirs, args.out, args.label, args.title, not args.no_video)

@@ -27,6 +27,16 @@ def param(default: Any, doc: str, *, ge: float | None = None, gt: float | None =
     return dataclasses.field(default=default, metadata=meta)
 
 
+def ray_param(which: str) -> Any:
+    """The Ray fields of configs that can run rollout workers (IMPALA, the off-policy family):
+    ``"address"`` (which cluster) or ``"cpus"`` (what each worker reserves)."""
+    if which == "address":
+        return param(None, "Ray cluster for the workers: an address such as 'auto' or "
+                     "'ray://head:10001' (None: a local Ray started by tandem)", optional=True)
+    return param(0.25, "CPUs Ray reserves per worker; workers that mostly wait on a slow "
+                 "simulator need little, so several may share a core", gt=0.0)
+
+
 @dataclasses.dataclass(frozen=True)
 class Search:
     """One hyperparameter's search range for ``tandem tune`` (see :func:`log_uniform`,
@@ -251,11 +261,17 @@ class OffPolicyConfig(Config):
     checkpoint_every: int = param(10_000, "env steps between checkpoints (0: only at the end)",
                                   ge=0)
     keep_checkpoints: int = param(3, "how many recent checkpoints to keep", ge=1)
+    workers: int = param(0, "Ray rollout workers feeding the replay buffer, each stepping its "
+                         "own env (0: the learner steps one env itself)", ge=0)
+    worker_steps: int = param(64, "env steps a worker takes per request (with --workers)",
+                              ge=1)
+    ray_address: str | None = ray_param("address")
+    worker_cpus: float = ray_param("cpus")
 
     HOST_FIELDS: ClassVar[tuple[str, ...]] = (
         "batch_size", "buffer_size", "learning_starts", "train_freq", "gradient_steps",
         "normalize_obs", "eval_episodes", "eval_every", "keep_best", "log_every", "checkpoint_every",
-        "keep_checkpoints")
+        "keep_checkpoints", "workers", "worker_steps", "ray_address", "worker_cpus")
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -12,11 +12,11 @@ class AlgoSpec:
     config_cls: type
     make_fns: Callable[..., Any]
     action_spaces: tuple[str, ...]
-    driver: str  # which driver trains it: "offpolicy" or "onpolicy"
+    driver: str  # which driver trains it: "offpolicy", "onpolicy" or "impala" (Ray workers)
 
     def build(self, cfg, env_spec: dict):
         """The algorithm's functions for a run's ``env_spec`` (obs_dim, action space)."""
-        if self.driver == "onpolicy":
+        if self.driver in ("onpolicy", "impala"):
             from tandem.core.types import ActionSpace
             return self.make_fns(cfg, int(env_spec["obs_dim"]), ActionSpace.from_json(env_spec))
         return self.make_fns(cfg, int(env_spec["obs_dim"]), int(env_spec["action_dim"]))
@@ -28,6 +28,7 @@ ON_POLICY_SPACES = ("Box", "Discrete", "MultiDiscrete")
 def _registry() -> dict[str, AlgoSpec]:
     from tandem.algos.ddpg import DDPGConfig, make_ddpg
     from tandem.algos.droq import DroQConfig, make_droq
+    from tandem.algos.impala import IMPALAConfig, make_impala
     from tandem.algos.ppo import A2CConfig, PPOConfig, make_ppo
     from tandem.algos.sac import SACConfig, make_sac
     from tandem.algos.td3 import TD3Config, make_td3
@@ -38,6 +39,7 @@ def _registry() -> dict[str, AlgoSpec]:
         "ddpg": AlgoSpec("ddpg", DDPGConfig, make_ddpg, ("Box",), "offpolicy"),
         "ppo": AlgoSpec("ppo", PPOConfig, make_ppo, ON_POLICY_SPACES, "onpolicy"),
         "a2c": AlgoSpec("a2c", A2CConfig, make_ppo, ON_POLICY_SPACES, "onpolicy"),
+        "impala": AlgoSpec("impala", IMPALAConfig, make_impala, ON_POLICY_SPACES, "impala"),
     }
 
 

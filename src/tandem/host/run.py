@@ -107,10 +107,23 @@ def policy_for(algo: str, fns, params, rms: RunningMeanStd | None, spec: dict) -
                   spec.get("action_space") or {"kind": "box"})
 
 
-def _driver(algo: str):
-    """The host loop module of an algorithm (same interface: learner_arrays, learner_meta,
-    run_steps, and a Learner with .host.step / .host.recent_returns)."""
-    return onpolicy if get_algo(algo).driver == "onpolicy" else offpolicy
+def _driver(algo: str, cfg: Config | None = None):
+    """The loop module of an algorithm (same interface: learner_arrays, learner_meta,
+    run_steps, optional close, and a Learner with .host.step / .host.recent_returns): the
+    Gymnasium host loops, IMPALA's Ray loop, or the off-policy loop fed by Ray workers."""
+    kind = get_algo(algo).driver
+    if kind == "impala":
+        from tandem.distributed import impala
+        return impala
+    if kind == "offpolicy" and getattr(cfg, "workers", 0):
+        from tandem.distributed import offpolicy as distributed_offpolicy
+        return distributed_offpolicy
+    return onpolicy if kind == "onpolicy" else offpolicy
+
+
+def _close(driver, ln) -> None:
+    if hasattr(driver, "close"):
+        driver.close(ln)
 
 
 # ============================================================================ helpers
@@ -171,7 +184,7 @@ class _Session:
     def __init__(self, run_dir: Path, run: dict, ln, resume_step: int | None, total: int,
                  progress: bool | None, eval_env: gym.Env, on_eval=None) -> None:
         self.run_dir, self.run, self.ln, self.algo = run_dir, run, ln, run["algo"]
-        self.driver = _driver(self.algo)
+        self.driver = _driver(self.algo, ln.cfg)
         self.csv = CSVSink(run_dir / "metrics.csv", resume_step)
         self.tb = TensorBoardSink(run_dir / "tb")
         self.progress = Progress(total, ln.host.step, progress, f"{self.algo}")
@@ -272,8 +285,7 @@ def _train_session(run_dir: Path, run: dict, ln, until: int, progress: bool | No
     except TandemError as exc:  # e.g. the env returned NaN: say what was kept
         raise type(exc)(f"{exc}. {_kept(run_dir)}") from None
     except BaseException:
-        if hasattr(ln, "envs"):
-            ln.envs.close()
+        _close(session.driver, ln)
         raise
     finally:
         session.close()
@@ -286,8 +298,7 @@ def _train_session(run_dir: Path, run: dict, ln, until: int, progress: bool | No
         ev = periodic.result  # the final evaluation is the one just done at this step
     else:
         ev = evaluate_policy(policy.act_flat, eval_env, ln.cfg.eval_episodes, ln.seed)
-    if hasattr(ln, "envs"):  # after the evaluation: it may run on the training instance
-        ln.envs.close()
+    _close(session.driver, ln)  # after the evaluation: it may run on the training instance
     versions = _versions()
     summary = {"algo": algo, "env": run["env"], "seed": ln.seed, "steps": ln.host.step,
                "version": versions["tandem"],
@@ -300,6 +311,8 @@ def _train_session(run_dir: Path, run: dict, ln, until: int, progress: bool | No
                "resumed_from": resume_step, "versions": versions,
                "best": session.periodic.best,
                "machine": machine_info()}
+    if hasattr(session.driver, "summary_fields"):  # Ray workers: restarts, losses
+        summary.update(session.driver.summary_fields(ln))
     if hasattr(ln, "env_s"):  # on-policy: where the time went (env stepping vs learning)
         summary["time/env_fraction"] = ln.env_s / max(wall, 1e-9)
         summary["time/learn_fraction"] = ln.learn_s / max(wall, 1e-9)
@@ -426,10 +439,11 @@ def train(cfg: Config, env: str | gym.Env, steps: int = 50_000, seed: int = 0,
            "config": cfg.to_dict(), "env_spec": info.spec_json(), "versions": _versions()}
     atomic_write_text(run_dir / "config.json", json.dumps(run, indent=1))
     fns = spec.build(cfg, info.spec_json())
-    if spec.driver == "onpolicy":
-        ln = onpolicy.new_learner(cfg, info, fns, int(seed), env, env_kwargs)
+    driver = _driver(cfg.algo, cfg)
+    if driver is offpolicy:
+        ln = driver.new_learner(cfg, info, fns, int(seed))
     else:
-        ln = offpolicy.new_learner(cfg, info, fns, int(seed))
+        ln = driver.new_learner(cfg, info, fns, int(seed), env, env_kwargs)
     log.info("training %s on %s for %d steps (seed %d) -> %s", cfg.algo, info.env_id or "env",
              steps, seed, run_dir)
     return _train_session(run_dir, run, ln, int(steps), progress, None,
@@ -496,12 +510,13 @@ def resume(run_dir: str | Path, steps: int | None = None, progress: bool | None 
     info = _env_for_run(run, env)
     spec = get_algo(run["algo"])
     fns = spec.build(cfg, run["env_spec"])
-    if spec.driver == "onpolicy":
-        source = env if env is not None else run["env"]
-        ln = onpolicy.restore_learner(cfg, info, fns, meta, arrays, str(ckpt), source,
-                                      run.get("env_kwargs") or None)
+    driver = _driver(run["algo"], cfg)
+    if driver is offpolicy:
+        ln = driver.restore_learner(cfg, info, fns, meta, arrays, str(ckpt))
     else:
-        ln = offpolicy.restore_learner(cfg, info, fns, meta, arrays, str(ckpt))
+        source = env if env is not None else run["env"]
+        ln = driver.restore_learner(cfg, info, fns, meta, arrays, str(ckpt), source,
+                                    run.get("env_kwargs") or None)
     start = ln.host.step
     until = resume_target(run_dir, run, ckpt, start, steps)
     return _train_session(run_dir, run, ln, until, progress, start,

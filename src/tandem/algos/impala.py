@@ -1,0 +1,236 @@
+"""IMPALA (Espeholt et al., 2018): actors act with a lagging copy of the policy, a learner
+corrects for the lag with V-trace.
+
+Read top to bottom: config -> state -> loss -> update -> policy -> make_impala. The actor and
+critic are PPO's networks (separate MLPs; Gaussian, Categorical or MultiCategorical heads).
+The distributed loop (Ray rollout workers, parameter broadcast, lag accounting, worker
+restarts) lives in ``tandem.distributed.impala``; this file only holds pure functions.
+
+The learner's batch is ``rollouts_per_update`` worker trajectories side by side: [T, B] with
+B = rollouts_per_update x envs_per_worker. Each carries the behaviour policy's log-probability
+of its actions, so ``log pi - log mu`` is known exactly even when the acting parameters are
+several updates old (the measured policy lag is logged as ``rollout/policy_lag``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable, ClassVar, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from tandem.algos.ppo import PPOActor, PPOCritic
+from tandem.config import Config, choice, log_uniform, param, ray_param
+from tandem.core.distributions import Normal
+from tandem.core.returns import vtrace
+from tandem.core.types import ActionSpace, Rollout
+
+
+# ============================================================================ config
+@dataclasses.dataclass(frozen=True)
+class IMPALAConfig(Config):
+    """IMPALA hyperparameters. V-trace and the unroll length are the paper's (rho_bar =
+    c_bar = 1, lambda 1, unroll 20, RMSprop); batch, learning rate, gradient clipping and
+    entropy are A2C's small-control-task values (the paper's Atari ones: batch 32
+    trajectories, gradient norm 40, entropy 0.01) -- see docs/distributed.md."""
+
+    algo = "impala"
+
+    workers: int = param(2, "Ray rollout actors, each a process stepping its own envs "
+                         "(also --workers)", ge=1)
+    envs_per_worker: int = param(4, "Gymnasium envs stepped together in each worker "
+                                 "(one batched policy call per step)", ge=1)
+    n_steps: int = param(20, "unroll length: env steps per env in one worker trajectory",
+                         ge=1)
+    rollouts_per_update: int = param(1, "worker trajectories in one learner batch", ge=1)
+    gamma: float = param(0.99, "discount factor", ge=0.0, le=1.0)
+    vtrace_lambda: float = param(1.0, "lambda of V-trace's traces c_t (1: the paper's)",
+                                 ge=0.0, le=1.0)
+    rho_bar: float = param(1.0, "truncation of the importance weights rho_t (the fixed point "
+                           "is the value of a policy between mu and pi; >= 1: pi's)", gt=0.0)
+    c_bar: float = param(1.0, "truncation of the trace weights c_t (speed of convergence)",
+                         gt=0.0)
+    vf_coef: float = param(0.5, "weight of the value loss 0.5 * (V - v_s)^2", ge=0.0)
+    ent_coef: float = param(0.0, "weight of the entropy bonus", ge=0.0)
+    learning_rate: float = param(7e-4, "learning rate", gt=0.0, le=1.0)
+    optimizer: str = param("rmsprop", "optimiser (IMPALA: RMSprop)",
+                           choices=("adam", "rmsprop"))
+    optimizer_eps: float = param(1e-5, "epsilon of Adam / RMSprop (outside the square root)",
+                                 gt=0.0)
+    rmsprop_decay: float = param(0.99, "RMSprop decay of the squared-gradient average",
+                                 gt=0.0, lt=1.0)
+    max_grad_norm: float | None = param(0.5, "clip gradients to this global norm (None: off)",
+                                        gt=0.0, optional=True)
+    hidden_sizes: tuple[int, ...] = param((64, 64), "hidden widths of the actor and of the "
+                                          "(separate) critic")
+    activation: str = param("tanh", "hidden activation", choices=("relu", "tanh", "elu",
+                                                                  "gelu", "silu"))
+    log_std_init: float = param(0.0, "initial log std of Gaussian actions (state-independent)")
+    log_every: int = param(10_000, "env steps between metric log lines (at the next update)",
+                           ge=1)
+    checkpoint_every: int = param(100_000, "env steps between checkpoints, at the next update "
+                                  "(0: only at the end)", ge=0)
+    keep_checkpoints: int = param(3, "how many recent checkpoints to keep", ge=1)
+    ray_address: str | None = ray_param("address")
+    worker_cpus: float = ray_param("cpus")
+
+    search_space: ClassVar[dict] = {
+        "learning_rate": log_uniform(1e-5, 3e-3),
+        "n_steps": choice(10, 20, 50),
+        "gamma": choice(0.95, 0.98, 0.99, 0.995),
+        "ent_coef": log_uniform(1e-5, 0.05),
+        "vf_coef": choice(0.25, 0.5, 1.0),
+        "max_grad_norm": choice(0.5, 5.0, 40.0),
+    }
+
+    HOST_FIELDS = ("workers", "rollouts_per_update", "eval_episodes", "eval_every",
+                   "keep_best", "log_every", "checkpoint_every", "keep_checkpoints",
+                   "ray_address", "worker_cpus")
+
+    # what the learner's update needs; the rest (workers, Ray) shapes only the driver
+    @property
+    def batch_envs(self) -> int:
+        """Columns of one learner batch: rollouts_per_update x envs_per_worker."""
+        return self.rollouts_per_update * self.envs_per_worker
+
+    def compile_key(self) -> "IMPALAConfig":
+        defaults = type(self)()
+        return self.replace(**{k: getattr(defaults, k) for k in self.HOST_FIELDS})
+
+
+# ============================================================================ state
+class IMPALAState(NamedTuple):
+    params: Any         # {"actor": ..., "critic": ...}
+    opt_state: Any
+    updates: jax.Array  # [] int32 learner updates so far (the policy version)
+
+
+class Trajectory(NamedTuple):
+    """Worker trajectories side by side: the on-policy ``Rollout`` [T, B] plus the behaviour
+    policy's log-probability of each action [T, B]."""
+
+    rollout: Rollout
+    behaviour_logp: jax.Array
+
+
+# ============================================================================ loss
+def impala_loss(params, nets: "Nets", cfg: IMPALAConfig, tr: Trajectory
+                ) -> tuple[jax.Array, dict]:
+    """V-trace actor-critic loss (IMPALA, section 4.2): policy gradient with V-trace
+    advantages, value regression onto v_s, entropy bonus."""
+    ro = tr.rollout
+    dist = nets.actor.apply(params["actor"], ro.obs)
+    logp = dist.log_prob(ro.action)                                   # [T, B]
+    values = nets.critic.apply(params["critic"],
+                               jnp.concatenate([ro.obs, ro.last_obs[None]]))  # [T + 1, B]
+    final_values = nets.critic.apply(params["critic"], ro.final_obs)   # [T, B]
+    next_values = jnp.where(ro.done > 0, final_values, values[1:])
+    log_rho = jax.lax.stop_gradient(logp) - tr.behaviour_logp
+    vs, pg_adv = vtrace(ro.reward, jax.lax.stop_gradient(values[:-1]),
+                        jax.lax.stop_gradient(next_values), ro.terminated, ro.done, log_rho,
+                        cfg.gamma, cfg.vtrace_lambda, cfg.rho_bar, cfg.c_bar)
+    pg_loss = -jnp.mean(logp * pg_adv)
+    v_loss = 0.5 * jnp.mean((values[:-1] - vs) ** 2)
+    entropy = jnp.mean(dist.entropy())
+    loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
+    rho = jnp.exp(log_rho)
+    return loss, {"train/policy_loss": pg_loss, "train/value_loss": v_loss,
+                  "train/entropy": entropy, "train/rho_mean": jnp.mean(rho),
+                  "train/rho_clipped_fraction": jnp.mean(rho > cfg.rho_bar),
+                  "train/vs_mean": jnp.mean(vs)}
+
+
+# ============================================================================ update
+class Nets(NamedTuple):
+    actor: PPOActor
+    critic: PPOCritic
+    tx: optax.GradientTransformation
+
+
+def make_nets(cfg: IMPALAConfig, action: ActionSpace) -> Nets:
+    if cfg.optimizer == "adam":
+        base = optax.adam(cfg.learning_rate, eps=cfg.optimizer_eps)
+    else:  # PyTorch's RMSprop: eps outside the square root
+        base = optax.rmsprop(cfg.learning_rate, decay=cfg.rmsprop_decay,
+                             eps=cfg.optimizer_eps, eps_in_sqrt=False)
+    tx = base if cfg.max_grad_norm is None else optax.chain(
+        optax.clip_by_global_norm(cfg.max_grad_norm), base)
+    return Nets(PPOActor(cfg.hidden_sizes, action, cfg.activation, cfg.log_std_init),
+                PPOCritic(cfg.hidden_sizes, cfg.activation), tx)
+
+
+def update(state: IMPALAState, tr: Trajectory, nets: Nets, cfg: IMPALAConfig
+           ) -> tuple[IMPALAState, dict]:
+    """One gradient step on one batch of trajectories (IMPALA takes exactly one)."""
+    grads, metrics = jax.grad(impala_loss, has_aux=True)(state.params, nets, cfg, tr)
+    updates, opt_state = nets.tx.update(grads, state.opt_state, state.params)
+    metrics["train/grad_norm"] = optax.tree.norm(grads)
+    return IMPALAState(optax.apply_updates(state.params, updates), opt_state,
+                       state.updates + 1), metrics
+
+
+# ============================================================================ policy
+def sample_action(params, obs: jax.Array, key: jax.Array, step: jax.Array, nets: Nets
+                  ) -> tuple[jax.Array, jax.Array]:
+    """Behaviour action for obs [N, obs_dim] and its log-probability [N] (what V-trace needs
+    from the actor); raw Gaussian samples for Box actions, as in PPO."""
+    dist = nets.actor.apply(params, obs)
+    a = dist.sample(jax.random.fold_in(key, step))
+    return a, dist.log_prob(a)
+
+
+def act(params, obs_stats, obs: jax.Array, nets: Nets) -> jax.Array:
+    """Deterministic action: the clipped Gaussian mean, or the most likely discrete action.
+    (IMPALA does not normalise observations; ``obs_stats`` is always None.)"""
+    dist = nets.actor.apply(params, obs)
+    if isinstance(dist, Normal):
+        return jnp.clip(dist.loc, -1.0, 1.0)
+    return dist.mode()
+
+
+class IMPALAFns(NamedTuple):
+    init: Callable[[jax.Array], IMPALAState]
+    update: Callable[..., tuple[IMPALAState, dict]]
+    sample: Callable[..., tuple[jax.Array, jax.Array]]
+    act: Callable[..., jax.Array]
+    policy_params: Callable[[IMPALAState], Any]
+    nets: Nets
+    action: ActionSpace
+    traces: dict
+
+
+def make_impala(cfg: IMPALAConfig, obs_dim: int, action: ActionSpace) -> IMPALAFns:
+    """IMPALA's jitted functions for one (config, obs_dim, action space), cached: configs
+    that differ only in driver fields (workers, Ray, logging) share one compilation."""
+    return _make_impala(cfg.compile_key(), obs_dim, action)
+
+
+@functools.lru_cache(maxsize=16)
+def _make_impala(cfg: IMPALAConfig, obs_dim: int, action: ActionSpace) -> IMPALAFns:
+    nets = make_nets(cfg, action)
+    traces = {"update": 0, "sample": 0, "act": 0}
+
+    def init(key: jax.Array) -> IMPALAState:
+        k_actor, k_critic = jax.random.split(key)
+        dummy = jnp.zeros((1, obs_dim), jnp.float32)
+        params = {"actor": nets.actor.init(k_actor, dummy),
+                  "critic": nets.critic.init(k_critic, dummy)}
+        return IMPALAState(params, nets.tx.init(params), jnp.zeros((), jnp.int32))
+
+    def update_(state, tr):
+        traces["update"] += 1
+        return update(state, tr, nets, cfg)
+
+    def sample_(params, obs, key, step):
+        traces["sample"] += 1
+        return sample_action(params, obs, key, step, nets)
+
+    def act_(params, obs_stats, obs):
+        traces["act"] += 1
+        return act(params, obs_stats, obs, nets)
+
+    return IMPALAFns(jax.jit(init), jax.jit(update_), jax.jit(sample_), jax.jit(act_),
+                     lambda state: state.params["actor"], nets, action, traces)

@@ -1,0 +1,1 @@
+"""Scaling out on Ray: rollout workers (IMPALA, off-policy ``--workers``) and sweeps."""
