@@ -95,3 +95,15 @@ class MultiDiscreteLineEnv(gym.Env):
         self.x += 0.1 * size * (1 if direction else -1)
         self.t += 1
         return np.array([self.x, self.t], np.float32), -abs(self.x), False, False, {}
+
+
+class HugeReward(gym.Wrapper):
+    """Rewards of 1e37: finite, but a critic's squared error on them overflows float32."""
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, reward * 1e37 - 1e37, terminated, truncated, info
+
+
+def huge_reward_line(max_steps=20) -> gym.Env:
+    return HugeReward(line_env(max_steps, terminate=False))

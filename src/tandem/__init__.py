@@ -15,9 +15,10 @@ from tandem.algos.ppo import A2CConfig, PPOConfig  # noqa: E402
 from tandem.algos.sac import SACConfig  # noqa: E402
 from tandem.algos.td3 import TD3Config  # noqa: E402
 from tandem.errors import (CheckpointError, ConfigError, EnvError, TandemError,  # noqa: E402
-                           TrainingInterrupted)
+                           TrainingDiverged, TrainingInterrupted)
 from tandem.host.run import Policy, Run, evaluate, load, resume, train  # noqa: E402
 
-__all__ = ["SACConfig", "DroQConfig", "TD3Config", "DDPGConfig", "PPOConfig", "A2CConfig", "IMPALAConfig",
-           "train", "resume", "load", "evaluate", "Run", "Policy", "TandemError",
-           "ConfigError", "EnvError", "CheckpointError", "TrainingInterrupted", "__version__"]
+__all__ = ["SACConfig", "DroQConfig", "TD3Config", "DDPGConfig", "PPOConfig", "A2CConfig",
+           "IMPALAConfig", "train", "resume", "load", "evaluate", "Run", "Policy", "TandemError",
+           "ConfigError", "EnvError", "CheckpointError", "TrainingInterrupted", "TrainingDiverged",
+           "__version__"]

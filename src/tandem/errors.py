@@ -26,3 +26,7 @@ class CheckpointError(TandemError):
 
 class TrainingInterrupted(TandemError):
     """Training was stopped by the user (Ctrl-C); a checkpoint was written first."""
+
+
+class TrainingDiverged(TandemError):
+    """A loss or a parameter became NaN or infinite; training stopped before writing it."""

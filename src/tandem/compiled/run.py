@@ -19,6 +19,7 @@ import numpy as np
 
 from tandem.algos import get_algo
 from tandem.compiled import offpolicy, onpolicy
+from tandem.core.guard import check_arrays, check_metrics
 from tandem.config import Config
 from tandem.core.checkpoint import (atomic_write_text, flatten_pytree, latest_checkpoint,
                                     load_checkpoint, restore_pytree, save_checkpoint)
@@ -178,7 +179,9 @@ def run_compiled(run_dir: Path, run: dict, cfg, env: JaxEnv, prog: _Program, ls,
     bar = Progress(until, step, progress, f"{cfg.algo} x{len(seeds)}")
 
     def checkpoint(at: int, folder: str = "checkpoints") -> None:
-        save_checkpoint(run_dir / folder, algo=cfg.algo, step=at, arrays=_state_arrays(ls),
+        arrays = _state_arrays(ls)
+        check_arrays(arrays, at)  # never write a diverged state
+        save_checkpoint(run_dir / folder, algo=cfg.algo, step=at, arrays=arrays,
                         meta={"host": {"step": at, "seeds": seeds}},
                         keep=cfg.keep_checkpoints if folder == "checkpoints" else 1)
 
@@ -223,6 +226,9 @@ def run_compiled(run_dir: Path, run: dict, cfg, env: JaxEnv, prog: _Program, ls,
                 t_chunk = time.perf_counter()
                 ls, metrics = prog.run(kind, ls, iters)
                 metrics = jax.device_get(metrics)
+                for i, s in enumerate(seeds):
+                    check_metrics({k: v[i] for k, v in metrics.items()}, step + n,
+                                  f" (seed {s})")
                 dt = time.perf_counter() - t_chunk - (prog.compile_s - c0)
                 train_s += dt
                 step += n

@@ -27,6 +27,7 @@ from tandem.config import Config
 from tandem.core.checkpoint import (atomic_write_text, latest_checkpoint, load_checkpoint,
                                     restore_pytree, save_checkpoint)
 from tandem.core.evaluate import evaluate_policy
+from tandem.core.guard import check_arrays, check_metrics
 from tandem.core.logging import CSVSink, Progress, TensorBoardSink
 from tandem.core.normalize import RunningMeanStd
 from tandem.core.types import ObsStats
@@ -192,6 +193,7 @@ class _Session:
         self.periodic = PeriodicEval(run_dir, ln.cfg, ln.host.step)
 
     def on_log(self, step: int, metrics: dict) -> None:
+        check_metrics(metrics, step)
         ev = None
         if self.periodic.due(step):
             ev = self.periodic.run(step, self._evaluate, self._save_best)
@@ -209,20 +211,20 @@ class _Session:
         return evaluate_policy(policy.act_flat, self.eval_env, ln.cfg.eval_episodes, ln.seed)
 
     def _save_best(self, step: int) -> None:
-        ln = self.ln
-        save_checkpoint(self.run_dir / "best", algo=self.algo, step=step,
-                        arrays=self.driver.learner_arrays(ln),
-                        meta=self.driver.learner_meta(ln), keep=1)
+        self._save("best", step, keep=1)
+
+    def _save(self, folder: str, step: int, keep: int) -> None:
+        arrays = self.driver.learner_arrays(self.ln)
+        check_arrays(arrays, step)  # never write a diverged state
+        save_checkpoint(self.run_dir / folder, algo=self.algo, step=step, arrays=arrays,
+                        meta=self.driver.learner_meta(self.ln), keep=keep)
 
     def on_progress(self, step: int, sps: float) -> None:
         r = self.ln.host.recent_returns
         self.progress.update(step, sps, f"return {np.mean(r):.1f}" if r else "")
 
     def on_checkpoint(self, step: int) -> None:
-        ln = self.ln
-        save_checkpoint(self.run_dir / "checkpoints", algo=self.algo, step=step,
-                        arrays=self.driver.learner_arrays(ln),
-                        meta=self.driver.learner_meta(ln), keep=ln.cfg.keep_checkpoints)
+        self._save("checkpoints", step, keep=self.ln.cfg.keep_checkpoints)
 
     def close(self) -> None:
         self.progress.close()
@@ -283,6 +285,7 @@ def _train_session(run_dir: Path, run: dict, ln, until: int, progress: bool | No
         wall = time.perf_counter() - t0
         session.on_checkpoint(ln.host.step)
     except TandemError as exc:  # e.g. the env returned NaN: say what was kept
+        _close(session.driver, ln)
         raise type(exc)(f"{exc}. {_kept(run_dir)}") from None
     except BaseException:
         _close(session.driver, ln)
@@ -416,6 +419,10 @@ def train(cfg: Config, env: str | gym.Env, steps: int = 50_000, seed: int = 0,
     seed_list = parse_seeds(seeds, seed)
     from tandem.envs.jaxenv import is_jax_env
     if is_jax_env(env):
+        if spec.driver == "impala" or getattr(cfg, "workers", 0):
+            raise ConfigError(f"{cfg.algo} with Ray workers steps Gymnasium envs; a JAX-native "
+                              "env runs as one compiled program (drop --workers, or use ppo / "
+                              "sac on it)")
         from tandem.compiled.run import train_compiled
         seed_list = seed_list or [seed]
         name = env if isinstance(env, str) else env.env_id
