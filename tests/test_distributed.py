@@ -58,6 +58,13 @@ def test_impala_needs_an_env_workers_can_make(tmp_path):
         train(IMPALA_TINY, line_env(), steps=100, out=tmp_path / "r", progress=False)
 
 
+def test_workers_are_for_gymnasium_envs(tmp_path):
+    with pytest.raises(ConfigError, match="JAX-native"):
+        train(IMPALA_TINY, "gymnax:CartPole-v1", steps=100, out=tmp_path / "r")
+    with pytest.raises(ConfigError, match="JAX-native"):
+        train(SAC_WORKERS, "gymnax:Pendulum-v1", steps=100, out=tmp_path / "r")
+
+
 def test_killed_worker_is_replaced_and_the_run_finishes(tmp_path, caplog):
     killed = {}
 
@@ -133,9 +140,12 @@ def test_sweep_of_four_tiny_runs(tmp_path):
     point = json.loads((tmp_path / "s" / "learning_starts=50" / "summary.json").read_text())
     assert point["seeds"] == [0, 1] and len(point["eval/return_per_seed"]) == 2
     assert json.loads((tmp_path / "s" / "sweep.json").read_text())["runs"] == runs
-    # and tandem report reads a grid point as a sweep of seeds
-    from tandem.report import load_run_set
+    # and tandem report reads a grid point as a sweep of seeds, the sweep folder as its points
+    from tandem.report import _expand_sweeps, load_run_set
     assert len(load_run_set(tmp_path / "s" / "learning_starts=100").seeds) == 2
+    assert _expand_sweeps([tmp_path / "s"], [None]) == [
+        (tmp_path / "s" / "learning_starts=50", "sac learning_starts=50"),
+        (tmp_path / "s" / "learning_starts=100", "sac learning_starts=100")]
 
 
 def test_sweep_cli_rejects_a_bad_grid_without_starting_anything(tmp_path, capsys):

@@ -290,6 +290,25 @@ def _env_stats(sets: list[RunSet]) -> dict[str, tuple]:
     return {rs.label: bootstrap_ci(rs.scores) for rs in sets if rs.scores.size}
 
 
+def _expand_sweeps(dirs: Sequence[str | Path], labels: Sequence[str | None]
+                   ) -> list[tuple[Path, str | None]]:
+    """A `tandem sweep` folder stands for its grid points, each a run set labelled by its
+    values (prefixed with the folder's label, if one was given)."""
+    out: list[tuple[Path, str | None]] = []
+    for d, label in zip(dirs, labels):
+        path = Path(d)
+        if (path / "sweep.json").is_file() and not (path / "summary.json").is_file():
+            record = _read_json(path / "sweep.json")
+            points = list(dict.fromkeys(Path(r["dir"]).parent.name for r in record["runs"]
+                                        if "summary" in r))
+            if not points:
+                raise ReportError(f"'{path}' is a sweep with no finished runs")
+            out += [(path / p, f"{label or record['algo']} {p}") for p in points]
+        else:
+            out.append((path, label))
+    return out
+
+
 def write_report(dirs: Sequence[str | Path], out: str | Path, labels: Sequence[str] | None = None,
                  title: str | None = None, video: bool = True) -> Path:
     """Write ``out/index.html`` and ``out/img/*`` for the run or sweep folders ``dirs``."""
@@ -297,7 +316,8 @@ def write_report(dirs: Sequence[str | Path], out: str | Path, labels: Sequence[s
         raise ReportError("give at least one run or sweep folder")
     if labels and len(labels) != len(dirs):
         raise ReportError(f"{len(labels)} labels for {len(dirs)} folders; give one per folder")
-    sets = [load_run_set(d, labels[i] if labels else None) for i, d in enumerate(dirs)]
+    sets = [load_run_set(d, label) for d, label in
+            _expand_sweeps(dirs, labels or [None] * len(dirs))]
     keys = [(rs.label, rs.env) for rs in sets]
     if len(set(keys)) != len(keys) and not labels:  # e.g. two SAC configs on one env
         for rs in sets:

@@ -7,7 +7,7 @@ Layout of the sweep folder (what ``tandem report`` reads)::
     OUT/<point>/summary.json       the point's seeds aggregated (as ``train --seeds``)
 
 ``<point>`` names the grid values, e.g. ``learning_rate=0.001,gamma=0.98`` (``default`` for
-an empty grid), so ``tandem report OUT/*/`` compares the points. Each task reserves
+an empty grid), and ``tandem report OUT`` compares the points. Each task reserves
 ``cpus_per_run`` CPUs; Ray runs as many at once as the cluster holds. A task whose process
 dies is retried by Ray and resumes its run from the last checkpoint; a run that fails with
 an error is recorded in sweep.json and the others go on.
