@@ -1,4 +1,4 @@
-"""Command line: ``tandem train|eval|resume|report|tune|sweep|config ...``.
+"""Command line: ``tandem train|eval|resume|report|tune|sweep|check-env|config ...``.
 
 Exit codes: 0 on success, 2 with one line on stderr for a usage, config, env or checkpoint
 error (anything a user can fix), 130 when interrupted with Ctrl-C (a checkpoint is written at
@@ -52,6 +52,8 @@ def _build_parser() -> _Parser:
                    help="parallel envs of an on-policy algorithm (ppo, a2c): sets n_envs")
     t.add_argument("--out", default=None, help="run folder (default runs/<algo>_<env>_seed<S>_<time>)")
     t.add_argument("--progress", choices=("auto", "bar", "lines"), default="auto")
+    t.add_argument("--no-check-env", action="store_true",
+                   help="skip the env check run before training (see tandem check-env)")
 
     e = sub.add_parser("eval", help="evaluate a run's deterministic policy")
     e.add_argument("run_dir")
@@ -110,6 +112,14 @@ def _build_parser() -> _Parser:
     sw.add_argument("--ray-address", default=None,
                     help="Ray cluster to run on (default: a local Ray)")
 
+    ce = sub.add_parser("check-env", help="check that a Gymnasium env follows the API tandem "
+                        "trains on (spaces, dtypes, bounds, finite values, episode ends)")
+    ce.add_argument("env", help="Gymnasium id (module:Id imports the module first)")
+    ce.add_argument("--algo", default=None, choices=algo_names(),
+                    help="also check the action space for this algorithm")
+    ce.add_argument("--steps", type=int, default=300, help="random steps to play")
+    ce.add_argument("--seed", type=int, default=0)
+
     c = sub.add_parser("config", help="list an algorithm's config fields, defaults and ranges")
     c.add_argument("algo", choices=algo_names())
     return p
@@ -163,7 +173,8 @@ def _run(argv: Sequence[str]) -> int:
             overrides["n_envs"] = args.envs
         cfg = spec.config_cls(**overrides)
         run = tandem.train(cfg, args.env, steps=args.steps, seed=args.seed, out=args.out,
-                           progress=_progress(args.progress), seeds=args.seeds)
+                           progress=_progress(args.progress), seeds=args.seeds,
+                           check_env=not args.no_check_env)
         _print_result(run.dir, run.summary)
     elif args.command == "resume":
         run = tandem.resume(args.run_dir, steps=args.steps, progress=_progress(args.progress))
@@ -204,6 +215,18 @@ def _run(argv: Sequence[str]) -> int:
             print(f"tandem: error: {len(failed)} of {len(record['runs'])} runs failed; their "
                   f"errors are in {out}/sweep.json", file=sys.stderr)
             return EXIT_USAGE
+    elif args.command == "check-env":
+        from tandem.envs.check import check_env
+        from tandem.envs.gym import make_env
+        from tandem.host.run import _check_int
+        _check_int("steps", args.steps, 1)
+        _check_int("seed", args.seed, 0)
+        info = make_env(args.env, args.algo or "ppo")  # the id resolves; spaces are usable
+        warnings = check_env(args.env, steps=args.steps, seed=args.seed)
+        for w in warnings:
+            print(f"warning: {w}", file=sys.stderr)
+        print(json.dumps({"env": args.env, "ok": True, "obs_dim": info.obs_dim,
+                          "action_space": info.action_space, "warnings": warnings}))
     elif args.command == "report":
         from tandem.report import write_report
         index = write_report(args.dirs, args.out, args.label, args.title, not args.no_video)

@@ -39,9 +39,20 @@ def scale_action(a, low, high):
 
 
 def resolve_env_id(env_id: str) -> None:
-    """Raise EnvError with close registered names when ``env_id`` is not registered."""
+    """Raise EnvError with close registered names when ``env_id`` is not registered.
+    ``module:EnvId`` imports ``module`` first (it registers the env), as gymnasium.make does."""
     if env_id in gym.registry:
         return
+    if ":" in env_id:
+        import importlib
+        module, _, env_id = env_id.partition(":")
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise EnvError(f"env id '{module}:{env_id}': cannot import module '{module}' "
+                           f"({exc})") from None
+        if env_id in gym.registry:
+            return
     names = list(gym.registry.keys())
     close = difflib.get_close_matches(env_id, names, n=3, cutoff=0.6)
     if not close:  # also match ignoring version and case, e.g. "pendulum" -> Pendulum-v1

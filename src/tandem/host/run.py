@@ -395,7 +395,7 @@ def parse_seeds(spec: str | int | list[int] | None, seed: int = 0) -> list[int] 
 def train(cfg: Config, env: str | gym.Env, steps: int = 50_000, seed: int = 0,
           out: str | Path | None = None, progress: bool | None = None,
           env_kwargs: dict | None = None, seeds: str | int | list[int] | None = None,
-          on_eval=None) -> Run | Sweep:
+          on_eval=None, check_env: bool = True) -> Run | Sweep:
     """Train ``cfg``'s algorithm on ``env`` for ``steps`` env steps.
 
     ``env`` is a Gymnasium id or instance (the host loop), or a JAX-native id such as
@@ -409,6 +409,9 @@ def train(cfg: Config, env: str | gym.Env, steps: int = 50_000, seed: int = 0,
     With ``cfg.eval_every`` the policy is evaluated during training and
     ``on_eval(step, metrics)`` is called after each evaluation (an exception raised there,
     e.g. a tuner's prune, stops training after the row is logged).
+
+    A Gymnasium env is first checked (``tandem.envs.check.check_env``: a few hundred random
+    steps on a separate instance); ``check_env=False`` skips that.
     """
     if not isinstance(cfg, Config):
         raise ConfigError(f"cfg must be a tandem config such as SACConfig(), got "
@@ -431,10 +434,14 @@ def train(cfg: Config, env: str | gym.Env, steps: int = 50_000, seed: int = 0,
                               on_eval)
     if seed_list is not None and len(seed_list) > 1:
         return _train_sequential(cfg, env, steps, seed_list, out, progress, env_kwargs,
-                                 on_eval)
+                                 on_eval, check_env)
     if seed_list is not None:
         seed = seed_list[0]
     info = make_env(env, cfg.algo, env_kwargs)
+    if check_env:
+        from tandem.envs.check import check_env as run_checks
+        for warning in run_checks(env, env_kwargs, seed=seed):
+            log.warning("check-env: %s", warning)
     check_eval_schedule(cfg, info.env_id is not None)
     run_dir = Path(out) if out is not None else _default_out(cfg.algo, info.env_id, seed)
     if (run_dir / "config.json").exists() or (run_dir / "checkpoints").exists():
@@ -458,13 +465,14 @@ def train(cfg: Config, env: str | gym.Env, steps: int = 50_000, seed: int = 0,
 
 
 def _train_sequential(cfg, env, steps: int, seeds: list[int], out, progress,
-                      env_kwargs, on_eval=None) -> Sweep:
+                      env_kwargs, on_eval=None, check_env: bool = True) -> Sweep:
     """Gymnasium env, several seeds: normal run folders ``<out>/seed_<s>`` one after another."""
     from tandem.compiled.run import aggregate
     name = env if isinstance(env, str) else getattr(env.spec, "id", None)
     sweep_dir = Path(out) if out is not None else _default_out(cfg.algo, name, seeds[0])
     runs = [train(cfg, env, steps, s, sweep_dir / f"seed_{s}", progress, env_kwargs,
-                  on_eval=on_eval) for s in seeds]
+                  on_eval=on_eval, check_env=check_env and i == 0)
+            for i, s in enumerate(seeds)]
     agg = aggregate([r.summary for r in runs])
     agg["path"] = "host"
     agg["time/sps"] = float(np.mean([r.summary["time/sps"] for r in runs]))
