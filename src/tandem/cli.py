@@ -153,7 +153,7 @@ def _run(argv: Sequence[str]) -> int:
     args, extra = parser.parse_known_args(argv)
     if args.command is None:
         parser.print_help()
-        return EXIT_USAGE
+        raise _UsageError("no command given")
     if extra and args.command not in ("train", "tune", "sweep"):
         raise _UsageError(f"unrecognized arguments: {' '.join(extra)}")
 

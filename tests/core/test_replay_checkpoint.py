@@ -33,7 +33,7 @@ def test_replay_ring_wraps_and_samples_shapes():
 def test_replay_state_round_trip_samples_identically():
     buf = HostReplay(capacity=8, obs_dim=2, action_dim=1)
     _fill(buf, 6)
-    clone = HostReplay.from_state(buf.state_meta(), buf.state_arrays(), 2, 1)
+    clone = HostReplay.from_state(buf.state_meta(), buf.state_arrays(), 2, 1, buf.capacity)
     a = buf.sample(np.random.default_rng(3), 2, 5)
     b = clone.sample(np.random.default_rng(3), 2, 5)
     for x, y in zip(a, b):

@@ -28,6 +28,11 @@ from safetensors.numpy import save as st_save
 
 from tandem.errors import CheckpointError
 
+# what reading a well-formed file with wrong contents (a field of the wrong type, a value out
+# of range, a missing key) raises while restoring; the restorers turn these into one
+# CheckpointError naming the file
+MALFORMED = (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError)
+
 FORMAT = "tandem-checkpoint"
 FORMAT_VERSION = 1
 ARRAYS = "arrays.safetensors"
@@ -174,6 +179,8 @@ def load_checkpoint(ckpt: Path, expect_algo: str | None = None
         raise CheckpointError(f"'{ckpt}' has checkpoint format version {version!r}; this tandem "
                               f"reads version {FORMAT_VERSION} — use the tandem version that "
                               "wrote it")
+    if not isinstance(meta.get("host", {}), dict):
+        raise CheckpointError(f"'{meta_path}' is corrupt ('host' is not an object)")
     if expect_algo is not None and meta.get("algo") != expect_algo:
         raise CheckpointError(f"'{ckpt}' is a {meta.get('algo')!r} checkpoint, not "
                               f"{expect_algo!r}; load it with the algorithm that wrote it")

@@ -74,14 +74,22 @@ class HostReplay:
 
     @classmethod
     def from_state(cls, meta: dict, arrays: dict[str, np.ndarray], obs_dim: int,
-                   action_dim: int) -> "HostReplay":
-        buf = cls(int(meta["capacity"]), obs_dim, action_dim)
-        size = int(meta["size"])
+                   action_dim: int, capacity: int) -> "HostReplay":
+        """The buffer saved by :meth:`state_arrays` / :meth:`state_meta`; ``capacity`` is the
+        run's buffer_size, which the saved one must equal (ValueError otherwise)."""
+        saved = [meta[k] for k in ("capacity", "pos", "size")]
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in saved):
+            raise ValueError(f"replay capacity/pos/size must be integers, got {saved}")
+        cap, pos, size = saved
+        if cap != capacity or not (0 <= size <= cap and 0 <= pos < cap):
+            raise ValueError(f"replay capacity {cap}, pos {pos}, size {size} do not fit the "
+                             f"run's buffer_size {capacity}")
+        buf = cls(cap, obs_dim, action_dim)
         for k in _FIELDS:
             src = arrays[f"replay/{k}"]
             if src.shape[0] != size or src.shape[1:] != buf.data[k].shape[1:]:
                 raise ValueError(f"replay/{k} has shape {src.shape}, expected "
                                  f"{(size,) + buf.data[k].shape[1:]}")
             buf.data[k][:size] = src
-        buf.pos, buf.size = int(meta["pos"]), size
+        buf.pos, buf.size = pos, size
         return buf

@@ -25,7 +25,7 @@ import jax
 import numpy as np
 
 from tandem.algos.impala import Trajectory
-from tandem.core.checkpoint import flatten_pytree, restore_pytree
+from tandem.core.checkpoint import MALFORMED, flatten_pytree, restore_pytree
 from tandem.core.logging import log_metrics
 from tandem.core.types import Rollout
 from tandem.distributed.cluster import driver_spec
@@ -101,7 +101,7 @@ def restore_learner(cfg, info: EnvInfo, fns, meta: dict, arrays: dict, source_na
                                source_name)
         host = HostState(int(hm["step"]), int(hm["episode"]), list(hm["recent_returns"]),
                          list(hm["recent_lengths"]), int(hm.get("lost_trajectories", 0)))
-    except (KeyError, TypeError, ValueError) as exc:
+    except MALFORMED as exc:
         raise CheckpointError(f"{source_name}: host state is incomplete or malformed "
                               f"({exc!r})") from None
     env_id = source if isinstance(source, str) else info.env_id

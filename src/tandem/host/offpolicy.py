@@ -25,7 +25,7 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-from tandem.core.checkpoint import flatten_pytree, restore_pytree
+from tandem.core.checkpoint import MALFORMED, flatten_pytree, restore_pytree
 from tandem.core.logging import log_metrics
 from tandem.core.normalize import RunningMeanStd
 from tandem.core.replay import HostReplay
@@ -128,7 +128,8 @@ def restore_learner(cfg, info: EnvInfo, fns, meta: dict, arrays: dict, source: s
         seed = int(hm["seed"])
         k_init, k_explore = _keys(seed)
         state = restore_pytree(jax.eval_shape(fns.init, k_init), arrays, "state", source)
-        replay = HostReplay.from_state(hm["replay"], arrays, info.obs_dim, info.action_dim)
+        replay = HostReplay.from_state(hm["replay"], arrays, info.obs_dim, info.action_dim,
+                                       cfg.buffer_size)
         rms = RunningMeanStd.from_state(arrays) if hm["normalize_obs"] else None
         rng = np.random.default_rng()
         rng.bit_generator.state = hm["rng"]
@@ -138,7 +139,7 @@ def restore_learner(cfg, info: EnvInfo, fns, meta: dict, arrays: dict, source: s
         host = HostState(int(hm["step"]), int(hm["episode"]), saved_obs, rng,
                          float(hm["episode_return"]), list(actions),
                          list(hm["recent_returns"]), list(hm["recent_lengths"]))
-    except (KeyError, TypeError, ValueError) as exc:
+    except MALFORMED as exc:
         raise CheckpointError(f"{source}: host state is incomplete or malformed ({exc!r})") from None
 
     # Fast-forward the env to where the checkpoint left it (see the module docstring).

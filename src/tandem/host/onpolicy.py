@@ -24,7 +24,7 @@ import gymnasium as gym
 import jax
 import numpy as np
 
-from tandem.core.checkpoint import flatten_pytree, restore_pytree
+from tandem.core.checkpoint import MALFORMED, flatten_pytree, restore_pytree
 from tandem.core.logging import log_metrics
 from tandem.core.normalize import RunningMeanStd, normalize_obs, scale_reward
 from tandem.core.types import Rollout
@@ -173,7 +173,7 @@ def restore_learner(cfg, info: EnvInfo, fns, meta: dict, arrays: dict, source_na
                          np.array(arrays["host/disc_return"], np.float64),
                          list(hm["recent_returns"]), list(hm["recent_lengths"]),
                          *HostState.log_from([a for _, a in positions], cfg.n_envs))
-    except (KeyError, TypeError, ValueError) as exc:
+    except MALFORMED as exc:
         raise CheckpointError(f"{source_name}: host state is incomplete or malformed "
                               f"({exc!r})") from None
 

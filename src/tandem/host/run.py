@@ -24,8 +24,8 @@ import numpy as np
 
 from tandem.algos import get_algo
 from tandem.config import Config
-from tandem.core.checkpoint import (atomic_write_text, latest_checkpoint, load_checkpoint,
-                                    restore_pytree, save_checkpoint)
+from tandem.core.checkpoint import (MALFORMED, atomic_write_text, latest_checkpoint,
+                                    load_checkpoint, restore_pytree, save_checkpoint)
 from tandem.core.evaluate import evaluate_policy
 from tandem.core.guard import check_arrays, check_metrics
 from tandem.core.logging import CSVSink, Progress, TensorBoardSink
@@ -556,7 +556,12 @@ def load(run_dir: str | Path, seed: int | None = None, best: bool = False) -> Po
     state = restore_pytree(jax.eval_shape(fns.init, jax.random.PRNGKey(0)), arrays, "state",
                            str(ckpt))
     params = fns.policy_params(state)
-    rms = RunningMeanStd.from_state(arrays) if meta.get("host", {}).get("normalize_obs") else None
+    try:
+        rms = (RunningMeanStd.from_state(arrays) if meta.get("host", {}).get("normalize_obs")
+               else None)
+    except MALFORMED as exc:
+        raise CheckpointError(f"{ckpt}: observation statistics are missing or malformed "
+                              f"({exc!r})") from None
     return policy_for(run["algo"], fns, params, rms, spec)
 
 
