@@ -16,6 +16,17 @@ from pathlib import Path
 log = logging.getLogger("tandem")
 
 
+def _whole(row: list[str]) -> bool:
+    """A complete (step, name, value) row."""
+    if len(row) != 3:
+        return False
+    try:
+        int(row[0]), float(row[2])
+    except ValueError:
+        return False
+    return True
+
+
 class CSVSink:
     """Long-format CSV (step, name, value): new metrics never break the header, and a resumed
     run drops rows past its checkpoint so the curve has no duplicate steps."""
@@ -23,9 +34,12 @@ class CSVSink:
     def __init__(self, path: Path, resume_step: int | None = None) -> None:
         self.path = Path(path)
         if resume_step is not None and self.path.exists():
-            with open(self.path, newline="") as fh:
-                rows = [r for r in csv.reader(fh)]
-            kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= resume_step]
+            text = self.path.read_text()
+            if not text.endswith("\n"):  # a crash mid-row: the last line is partial
+                text = text[: text.rfind("\n") + 1]
+            rows = list(csv.reader(text.splitlines()))
+            kept = [["step", "name", "value"]] + [r for r in rows[1:]
+                                                  if _whole(r) and int(r[0]) <= resume_step]
             with open(self.path, "w", newline="") as fh:
                 csv.writer(fh).writerows(kept)
         new = not self.path.exists()

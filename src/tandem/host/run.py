@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import signal
 import threading
 import time
@@ -520,6 +521,20 @@ def resume(run_dir: str | Path, steps: int | None = None, progress: bool | None 
     if run.get("path") == "compiled":
         from tandem.compiled.run import resume_compiled
         return resume_compiled(run_dir, run, cfg, steps, progress, on_eval)
+    if not any((run_dir / "checkpoints").glob("step_*")):
+        # stopped (crashed, killed) before its first checkpoint: nothing to continue from,
+        # so the run starts again from step 0 with its saved config, seed and total
+        _env_for_run(run, env)  # the env can still be made, with the same spaces
+        log.warning("'%s' has no checkpoint yet (it stopped before its first one): starting "
+                    "it again from step 0", run_dir)
+        for name in ("config.json", "metrics.csv", "summary.json", "best.json"):
+            (run_dir / name).unlink(missing_ok=True)
+        for folder in ("tb", "checkpoints", "best"):
+            shutil.rmtree(run_dir / folder, ignore_errors=True)
+        total = int(run["steps"]) if steps is None else int(steps)
+        return train(cfg, env if env is not None else run["env"], steps=total,
+                     seed=int(run["seed"]), out=run_dir, progress=progress,
+                     env_kwargs=run.get("env_kwargs") or None, on_eval=on_eval)
     ckpt = latest_checkpoint(run_dir)
     meta, arrays = load_checkpoint(ckpt, expect_algo=run["algo"])
     info = _env_for_run(run, env)
