@@ -135,3 +135,21 @@ def log_metrics(learner_metrics: dict, recent_returns: list, recent_lengths: lis
     metrics["rollout/episodes"] = float(episodes)
     metrics["time/sps"] = sps
     return metrics
+
+
+def crossed(before: int, after: int, every: int) -> bool:
+    """Whether a multiple of ``every`` (0: never) lies in (before, after]: the drivers that
+    advance by whole rollouts or batches log, evaluate and checkpoint where one was passed."""
+    return bool(every) and after // every > before // every
+
+
+def log_due(cfg, before: int, after: int, until: int) -> bool:
+    """A log line is due after advancing from ``before`` to ``after``: a log_every or an
+    eval_every multiple was passed (every evaluation gets its log line), or training ends."""
+    return crossed(before, after, cfg.log_every) or crossed(before, after, cfg.eval_every) \
+        or after >= until
+
+
+def checkpoint_due(cfg, before: int, after: int, until: int) -> bool:
+    """A periodic checkpoint is due (the final one is written by the session anyway)."""
+    return crossed(before, after, cfg.checkpoint_every) and after < until

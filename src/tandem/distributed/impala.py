@@ -26,16 +26,16 @@ import numpy as np
 
 from tandem.algos.impala import Trajectory
 from tandem.core.checkpoint import MALFORMED, flatten_pytree, restore_pytree
-from tandem.core.logging import log_metrics
+from tandem.core.logging import checkpoint_due, log_due, log_metrics
 from tandem.core.types import Rollout
 from tandem.distributed.cluster import driver_spec
-from tandem.distributed.workers import TrajectoryWorker, WorkerPool, worker_seed
+from tandem.distributed.workers import (TrajectoryWorker, WorkerPool, record_episodes,
+                                        worker_seed)
 from tandem.envs.gym import EnvInfo
 from tandem.errors import CheckpointError
 
 log = logging.getLogger("tandem")
 
-RECENT = 20
 _FIELDS = ("obs", "action", "reward", "terminated", "done", "final_obs")
 
 
@@ -135,10 +135,6 @@ def _batch(results: list[dict]) -> Trajectory:
     return Trajectory(Rollout(*(cat[k] for k in _FIELDS), last), cat["behaviour_logp"])
 
 
-def _crossed(before: int, after: int, every: int) -> bool:
-    return bool(every) and after // every > before // every
-
-
 def run_steps(ln: Learner, until: int, on_log: Callable[[int, dict], None],
               on_checkpoint: Callable[[int], None], on_progress: Callable[[int, float], None]
               ) -> None:
@@ -160,10 +156,7 @@ def run_steps(ln: Learner, until: int, on_log: Callable[[int, dict], None],
             h.lost_trajectories += 1
             pool.submit(i, params_ref, version, cfg.n_steps)
             continue
-        if result["returns"]:
-            h.recent_returns = (h.recent_returns + result["returns"])[-RECENT:]
-            h.recent_lengths = (h.recent_lengths + result["lengths"])[-RECENT:]
-            h.episode += len(result["returns"])
+        record_episodes(h, result)
         batch.append(result)
         if len(batch) == cfg.rollouts_per_update:
             start, t0 = h.step, time.perf_counter()
@@ -177,14 +170,13 @@ def run_steps(ln: Learner, until: int, on_log: Callable[[int, dict], None],
             batch = []
             now = time.perf_counter()
             on_progress(h.step, (h.step - step_last) / max(now - t_last, 1e-9))
-            if _crossed(start, h.step, cfg.log_every) or \
-                    _crossed(start, h.step, cfg.eval_every) or h.step >= until:
+            if log_due(cfg, start, h.step, until):
                 metrics = log_metrics(ln.last_metrics, h.recent_returns, h.recent_lengths,
                                       h.episode, (h.step - step_last) / max(now - t_last, 1e-9))
                 metrics.update(_lag_metrics(ln, pool))
                 t_last, step_last = now, h.step
                 on_log(h.step, metrics)
-            if _crossed(start, h.step, cfg.checkpoint_every) and h.step < until:
+            if checkpoint_due(cfg, start, h.step, until):
                 on_checkpoint(h.step)
             if ln.stop_requested:
                 break

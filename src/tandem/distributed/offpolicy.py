@@ -22,12 +22,12 @@ from typing import Callable
 import jax
 import numpy as np
 
-from tandem.core.logging import log_metrics
+from tandem.core.logging import checkpoint_due, log_due, log_metrics
 from tandem.distributed.cluster import driver_spec
-from tandem.distributed.workers import TransitionWorker, WorkerPool, worker_seed
+from tandem.distributed.workers import (TransitionWorker, WorkerPool, record_episodes,
+                                        worker_seed)
 from tandem.envs.gym import EnvInfo
 from tandem.host import offpolicy as host
-from tandem.host.offpolicy import RECENT
 
 log = logging.getLogger("tandem")
 
@@ -81,10 +81,6 @@ def _calls(start: int, end: int, cfg) -> int:
     return max(0, end // cfg.train_freq - lo // cfg.train_freq)
 
 
-def _crossed(before: int, after: int, every: int) -> bool:
-    return bool(every) and after // every > before // every
-
-
 def run_steps(ln: WorkerLearner, until: int, on_log: Callable[[int, dict], None],
               on_checkpoint: Callable[[int], None], on_progress: Callable[[int, float], None]
               ) -> None:
@@ -115,10 +111,7 @@ def run_steps(ln: WorkerLearner, until: int, on_log: Callable[[int, dict], None]
                                                "terminated")))
         if ln.rms is not None:
             ln.rms.update(a["next_obs"][:n])
-        if result["returns"]:
-            h.recent_returns = (h.recent_returns + result["returns"])[-RECENT:]
-            h.recent_lengths = (h.recent_lengths + result["lengths"])[-RECENT:]
-            h.episode += len(result["returns"])
+        record_episodes(h, result)
         lags.append(version - result["version"])
         start = h.step
         h.step += n
@@ -133,8 +126,7 @@ def run_steps(ln: WorkerLearner, until: int, on_log: Callable[[int, dict], None]
         request(i)
         now = time.perf_counter()
         on_progress(h.step, (h.step - step_last) / max(now - t_last, 1e-9))
-        if _crossed(start, h.step, cfg.log_every) or _crossed(start, h.step, cfg.eval_every) \
-                or h.step >= until:
+        if log_due(cfg, start, h.step, until):
             metrics = log_metrics(ln.last_metrics, h.recent_returns, h.recent_lengths,
                                   h.episode, (h.step - step_last) / max(now - t_last, 1e-9))
             metrics["rollout/policy_lag"] = float(np.mean(lags)) if lags else 0.0
@@ -142,7 +134,7 @@ def run_steps(ln: WorkerLearner, until: int, on_log: Callable[[int, dict], None]
             lags = []
             t_last, step_last = now, h.step
             on_log(h.step, metrics)
-        if _crossed(start, h.step, cfg.checkpoint_every) and h.step < until:
+        if checkpoint_due(cfg, start, h.step, until):
             on_checkpoint(h.step)
         if ln.stop_requested:
             break

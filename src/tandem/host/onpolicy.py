@@ -25,7 +25,7 @@ import jax
 import numpy as np
 
 from tandem.core.checkpoint import MALFORMED, flatten_pytree, restore_pytree
-from tandem.core.logging import log_metrics
+from tandem.core.logging import checkpoint_due, log_due, log_metrics
 from tandem.core.normalize import RunningMeanStd, normalize_obs, scale_reward
 from tandem.core.types import Rollout
 from tandem.envs.gym import (EnvInfo, check_finite_batch, make_vector_env, to_env_action,
@@ -192,10 +192,6 @@ def restore_learner(cfg, info: EnvInfo, fns, meta: dict, arrays: dict, source_na
 
 
 # ------------------------------------------------------------------------------ the loop
-def _crossed(before: int, after: int, every: int) -> bool:
-    return bool(every) and after // every > before // every
-
-
 def run_steps(ln: Learner, until: int, on_log: Callable[[int, dict], None],
               on_checkpoint: Callable[[int], None], on_progress: Callable[[int, float], None]
               ) -> None:
@@ -265,14 +261,13 @@ def run_steps(ln: Learner, until: int, on_log: Callable[[int, dict], None],
 
         now = time.perf_counter()
         on_progress(h.step, (h.step - start) / max(now - t_start, 1e-9))
-        if _crossed(start, h.step, cfg.log_every) or _crossed(start, h.step, cfg.eval_every) \
-                or h.step >= until:  # a log line for every evaluation, too
+        if log_due(cfg, start, h.step, until):
             metrics = log_metrics(ln.last_metrics, h.recent_returns, h.recent_lengths,
                                   h.episode, (h.step - step_last) / max(now - t_last, 1e-9))
             metrics["time/env_s"], metrics["time/learn_s"] = ln.env_s, ln.learn_s
             t_last, step_last = now, h.step
             on_log(h.step, metrics)
-        if _crossed(start, h.step, cfg.checkpoint_every) and h.step < until:
+        if checkpoint_due(cfg, start, h.step, until):
             on_checkpoint(h.step)
         if ln.stop_requested:
             return
