@@ -52,7 +52,8 @@ class _Program:
         if env.space_name not in spec.action_spaces:
             from tandem.algos import algos_for_action_space
             from tandem.errors import EnvError
-            fits = sorted(algos_for_action_space(env.space_name))
+            fits = sorted(a for a in algos_for_action_space(env.space_name)
+                          if get_algo(a).driver != "impala")  # not on the compiled path
             wants = ("continuous (Box)" if spec.action_spaces == ("Box",)
                      else " or ".join(spec.action_spaces))
             raise EnvError(f"{cfg.algo.upper()} needs {wants} actions but {env.env_id} has "
