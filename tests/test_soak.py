@@ -32,6 +32,7 @@ def _rss_mib(pid: int) -> float | None:
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(SECONDS + 600)
 def test_soak_memory_stays_flat(tmp_path):
     run = tmp_path / "soak"
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "OMP_NUM_THREADS": "1"}
