@@ -189,3 +189,31 @@ def test_fuzzed_command_lines(monkeypatch, tmp_path, capsys, argv):
         # one error line (progress log lines may precede it)
         assert len([ln for ln in err.splitlines() if ln.startswith("tandem")]) == 1, (argv, err)
         assert "Traceback" not in err, (argv, err)
+
+
+# ---------------------------------------------------------------------------- config values
+HOSTILE = (st.none() | st.booleans() | st.integers(-2**70, 2**70) |
+           st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=10) |
+           st.lists(st.integers(-5, 300), max_size=4).map(tuple) |
+           st.lists(st.floats(allow_nan=True), max_size=3) | st.dictionaries(st.text(max_size=3),
+                                                                               st.integers()))
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzzed_config_values(data):
+    """Any field (or a made-up one) set to any value: a config or one ConfigError naming the
+    field, never another exception (the Python API behind --field value)."""
+    from tandem.algos import algo_names
+    from tandem.errors import ConfigError
+    cls = get_algo(data.draw(st.sampled_from(algo_names()), label="algo")).config_cls
+    fields = list(cls.field_names()) + ["not_a_field"]
+    kwargs = {data.draw(st.sampled_from(fields), label="field"): data.draw(HOSTILE, label="v")
+              for _ in range(data.draw(st.integers(1, 3), label="n"))}
+    try:
+        cfg = cls(**kwargs)
+    except ConfigError as exc:
+        assert any(k in str(exc) for k in kwargs) or "must divide" in str(exc) or \
+            "exceeds" in str(exc), (kwargs, exc)
+        return
+    cls.from_dict(cfg.to_dict())  # what a run folder stores reads back

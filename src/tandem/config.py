@@ -77,8 +77,20 @@ def _base_type(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
+class _ConfigMeta(type):
+    """Names an unknown keyword with the closest field (``SACConfig(actor_lrr=...)``) as a
+    ConfigError, as the command line does, instead of Python's bare TypeError."""
+
+    def __call__(cls, *args: Any, **kwargs: Any):
+        names = cls.field_names()
+        for key in kwargs:
+            if key not in names:
+                raise cls.unknown_field_error(key)
+        return super().__call__(*args, **kwargs)
+
+
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(metaclass=_ConfigMeta):
     """Base of all algorithm configs. Subclasses set ``algo`` and declare fields with param()."""
 
     algo: ClassVar[str] = "base"
