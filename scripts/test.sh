@@ -16,8 +16,26 @@ echo "== step 1 took $((SECONDS - t1)) s"
 if [ "${1:-}" != "--quick" ]; then
   echo "== step 2: learning and slow reliability tests"
   t2=$SECONDS
-  # -v: one line per test as it finishes; a test stuck past its timeout is killed with a
-  # stack dump of every thread (timeout_method=thread works even inside native code)
-  .venv/bin/python -m pytest -v -m "learning or slow" --durations=0 -o timeout_method=thread
+  # Each test in its own process, with its own wall-time limit: one test's state (JAX's
+  # thread pools, compiled programs, a local Ray) cannot slow or stall the next, and a test
+  # stuck past its pytest timeout is killed with a stack dump of every thread
+  # (timeout_method=thread works even inside native code; `timeout` is the last resort).
+  MARK="learning or slow"
+  ids=$(.venv/bin/python -m pytest --collect-only -q -m "$MARK" | grep "::")
+  failed=0
+  set -f  # node ids such as test_x[0] are not glob patterns
+  for id in $ids; do
+    s=$SECONDS
+    if timeout 1500 .venv/bin/python -m pytest -q -p no:cacheprovider -m "$MARK" \
+        -o timeout_method=thread "$id" > .step2.log 2>&1; then
+      echo "  ok      $((SECONDS - s)) s  $id"
+    else
+      echo "  FAILED  $((SECONDS - s)) s  $id"
+      tail -n 60 .step2.log
+      failed=1
+    fi
+  done
+  rm -f .step2.log
   echo "== step 2 took $((SECONDS - t2)) s"
+  [ "$failed" = 0 ]
 fi
