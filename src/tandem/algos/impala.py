@@ -90,12 +90,6 @@ class IMPALAConfig(Config):
                    "keep_best", "log_every", "checkpoint_every", "keep_checkpoints",
                    "ray_address", "worker_cpus")
 
-    # what the learner's update needs; the rest (workers, Ray) shapes only the driver
-    @property
-    def batch_envs(self) -> int:
-        """Columns of one learner batch: rollouts_per_update x envs_per_worker."""
-        return self.rollouts_per_update * self.envs_per_worker
-
     def compile_key(self) -> "IMPALAConfig":
         defaults = type(self)()
         return self.replace(**{k: getattr(defaults, k) for k in self.HOST_FIELDS})

@@ -229,9 +229,6 @@ class WorkerPool:
                 raise type(cause)(f"rollout worker {i}: {cause}") from None
             raise
 
-    def pids(self) -> list[int]:
-        return self.ray.get([a.pid.remote() for a in self.actors])
-
     def shutdown(self) -> None:
         for a in self.actors:
             self.ray.kill(a)
