@@ -8,7 +8,8 @@ Why A2C: IMPALA's learner is an advantage actor-critic whose targets V-trace cor
 lag of the acting policy; with no lag V-trace is A2C's n-step target. A2C (synchronous, no
 lag) is therefore the reference an IMPALA run should match, with the same settings: 8 envs
 in all (tandem: 2 Ray workers x 4 envs, 2 trajectories per update; SB3: 8 envs), 5-step
-rollouts, gamma 0.99, RMSprop 7e-4 (eps 1e-5, decay 0.99), no entropy bonus, gradient norm
+rollouts, gamma 0.99, RMSprop 7e-4 (eps 1e-5, decay 0.99) held constant (tandem IMPALA's
+default anneals it; SB3's A2C does not), no entropy bonus, gradient norm
 0.5, separate 64x64 tanh actor and critic, and the same value loss: SB3 A2C minimises
 vf_coef * MSE, tandem 0.5 * vf_coef * MSE, so tandem runs with vf_coef 1.0 against SB3's 0.5.
 
@@ -37,7 +38,7 @@ EVAL_EPISODES = 10
 def child_tandem(seed: int, steps: int, every: int, out: Path) -> None:
     from tandem import IMPALAConfig, train
     cfg = IMPALAConfig(workers=2, envs_per_worker=4, n_steps=5, rollouts_per_update=2,
-                       vf_coef=1.0, eval_every=every, eval_episodes=EVAL_EPISODES,
+                       vf_coef=1.0, anneal_lr=False, eval_every=every, eval_episodes=EVAL_EPISODES,
                        log_every=min(5_000, every), checkpoint_every=0)
     train(cfg, ENV, steps=steps, seed=seed, out=out, progress=False)
 

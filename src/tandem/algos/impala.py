@@ -56,6 +56,8 @@ class IMPALAConfig(Config):
     vf_coef: float = param(0.5, "weight of the value loss 0.5 * (V - v_s)^2", ge=0.0)
     ent_coef: float = param(0.0, "weight of the entropy bonus", ge=0.0)
     learning_rate: float = param(7e-4, "learning rate", gt=0.0, le=1.0)
+    anneal_lr: bool = param(True, "decay the learning rate linearly to 0 over the run's env "
+                            "steps (as IMPALA's reference implementation does)")
     optimizer: str = param("rmsprop", "optimiser (IMPALA: RMSprop)",
                            choices=("adam", "rmsprop"))
     optimizer_eps: float = param(1e-5, "epsilon of Adam / RMSprop (outside the square root)",
@@ -145,23 +147,34 @@ class Nets(NamedTuple):
 
 
 def make_nets(cfg: IMPALAConfig, action: ActionSpace) -> Nets:
-    if cfg.optimizer == "adam":
-        base = optax.adam(cfg.learning_rate, eps=cfg.optimizer_eps)
-    else:  # PyTorch's RMSprop: eps outside the square root
-        base = optax.rmsprop(cfg.learning_rate, decay=cfg.rmsprop_decay,
-                             eps=cfg.optimizer_eps, eps_in_sqrt=False)
-    tx = base if cfg.max_grad_norm is None else optax.chain(
-        optax.clip_by_global_norm(cfg.max_grad_norm), base)
+    def optimizer(learning_rate):
+        if cfg.optimizer == "adam":
+            base = optax.adam(learning_rate, eps=cfg.optimizer_eps)
+        else:  # PyTorch's RMSprop: eps outside the square root
+            base = optax.rmsprop(learning_rate, decay=cfg.rmsprop_decay,
+                                 eps=cfg.optimizer_eps, eps_in_sqrt=False)
+        if cfg.max_grad_norm is None:
+            return base
+        return optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), base)
+
+    # the learning rate lives in the optimiser state, so annealing needs no recompilation
+    tx = optax.inject_hyperparams(optimizer)(learning_rate=cfg.learning_rate)
     return Nets(PPOActor(cfg.hidden_sizes, action, cfg.activation, cfg.log_std_init),
                 PPOCritic(cfg.hidden_sizes, cfg.activation), tx)
 
 
-def update(state: IMPALAState, tr: Trajectory, nets: Nets, cfg: IMPALAConfig
-           ) -> tuple[IMPALAState, dict]:
-    """One gradient step on one batch of trajectories (IMPALA takes exactly one)."""
+def update(state: IMPALAState, tr: Trajectory, lr_frac: jax.Array, nets: Nets,
+           cfg: IMPALAConfig) -> tuple[IMPALAState, dict]:
+    """One gradient step on one batch of trajectories (IMPALA takes exactly one).
+
+    ``lr_frac`` scales the learning rate (the driver passes 1 - progress when anneal_lr)."""
     grads, metrics = jax.grad(impala_loss, has_aux=True)(state.params, nets, cfg, tr)
-    updates, opt_state = nets.tx.update(grads, state.opt_state, state.params)
+    lr = cfg.learning_rate * (lr_frac if cfg.anneal_lr else 1.0)
+    opt_state = state.opt_state._replace(hyperparams={
+        **state.opt_state.hyperparams, "learning_rate": jnp.asarray(lr, jnp.float32)})
+    updates, opt_state = nets.tx.update(grads, opt_state, state.params)
     metrics["train/grad_norm"] = optax.tree.norm(grads)
+    metrics["train/learning_rate"] = jnp.asarray(lr, jnp.float32)
     return IMPALAState(optax.apply_updates(state.params, updates), opt_state,
                        state.updates + 1), metrics
 
@@ -214,9 +227,9 @@ def _make_impala(cfg: IMPALAConfig, obs_dim: int, action: ActionSpace) -> IMPALA
                   "critic": nets.critic.init(k_critic, dummy)}
         return IMPALAState(params, nets.tx.init(params), jnp.zeros((), jnp.int32))
 
-    def update_(state, tr):
+    def update_(state, tr, lr_frac):
         traces["update"] += 1
-        return update(state, tr, nets, cfg)
+        return update(state, tr, lr_frac, nets, cfg)
 
     def sample_(params, obs, key, step):
         traces["sample"] += 1

@@ -162,7 +162,8 @@ def run_steps(ln: Learner, until: int, on_log: Callable[[int, dict], None],
             start, t0 = h.step, time.perf_counter()
             ln.lags.extend(version - r["version"] for r in batch)
             ln.worker_s.extend(r["seconds"] for r in batch)
-            ln.state, ln.last_metrics = fns.update(ln.state, _batch(batch))
+            frac = np.float32(1.0 - start / max(until, 1))
+            ln.state, ln.last_metrics = fns.update(ln.state, _batch(batch), frac)
             version += 1
             params_ref = ray.put(jax.device_get(fns.policy_params(ln.state)))
             ln.learn_s += time.perf_counter() - t0
