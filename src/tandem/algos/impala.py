@@ -25,6 +25,7 @@ import optax
 from tandem.algos.ppo import PPOActor, PPOCritic
 from tandem.config import Config, choice, log_uniform, param, ray_param
 from tandem.core.distributions import Normal
+from tandem.core.optim import annealable_optimizer, with_learning_rate
 from tandem.core.returns import vtrace
 from tandem.core.types import ActionSpace, Rollout
 
@@ -150,18 +151,7 @@ class Nets(NamedTuple):
 
 
 def make_nets(cfg: IMPALAConfig, action: ActionSpace) -> Nets:
-    def optimizer(learning_rate):
-        if cfg.optimizer == "adam":
-            base = optax.adam(learning_rate, eps=cfg.optimizer_eps)
-        else:  # PyTorch's RMSprop: eps outside the square root
-            base = optax.rmsprop(learning_rate, decay=cfg.rmsprop_decay,
-                                 eps=cfg.optimizer_eps, eps_in_sqrt=False)
-        if cfg.max_grad_norm is None:
-            return base
-        return optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), base)
-
-    # the learning rate lives in the optimiser state, so annealing needs no recompilation
-    tx = optax.inject_hyperparams(optimizer)(learning_rate=cfg.learning_rate)
+    tx = annealable_optimizer(cfg)
     return Nets(PPOActor(cfg.hidden_sizes, action, cfg.activation, cfg.log_std_init),
                 PPOCritic(cfg.hidden_sizes, cfg.activation), tx)
 
@@ -173,8 +163,7 @@ def update(state: IMPALAState, tr: Trajectory, lr_frac: jax.Array, nets: Nets,
     ``lr_frac`` scales the learning rate (the driver passes 1 - progress when anneal_lr)."""
     grads, metrics = jax.grad(impala_loss, has_aux=True)(state.params, nets, cfg, tr)
     lr = cfg.learning_rate * (lr_frac if cfg.anneal_lr else 1.0)
-    opt_state = state.opt_state._replace(hyperparams={
-        **state.opt_state.hyperparams, "learning_rate": jnp.asarray(lr, jnp.float32)})
+    opt_state = with_learning_rate(state.opt_state, lr)
     updates, opt_state = nets.tx.update(grads, opt_state, state.params)
     metrics["train/grad_norm"] = optax.tree.norm(grads)
     metrics["train/learning_rate"] = jnp.asarray(lr, jnp.float32)

@@ -27,6 +27,7 @@ import optax
 from tandem.config import Config, choice, log_uniform, param
 from tandem.core.distributions import Categorical, MultiCategorical, Normal
 from tandem.core.nets import MLP
+from tandem.core.optim import annealable_optimizer, with_learning_rate
 from tandem.core.normalize import normalize_obs
 from tandem.core.returns import gae
 from tandem.core.types import ActionSpace, ObsStats, Rollout
@@ -194,18 +195,7 @@ class Nets(NamedTuple):
 
 
 def make_nets(cfg: PPOConfig, action: ActionSpace) -> Nets:
-    def optimizer(learning_rate):
-        if cfg.optimizer == "adam":
-            base = optax.adam(learning_rate, eps=cfg.optimizer_eps)
-        else:  # PyTorch's RMSprop: eps outside the square root, zero initial average
-            base = optax.rmsprop(learning_rate, decay=cfg.rmsprop_decay, eps=cfg.optimizer_eps,
-                                 eps_in_sqrt=False)
-        if cfg.max_grad_norm is None:
-            return base
-        return optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), base)
-
-    # the learning rate lives in the optimiser state, so annealing needs no recompilation
-    tx = optax.inject_hyperparams(optimizer)(learning_rate=cfg.learning_rate)
+    tx = annealable_optimizer(cfg)
     return Nets(PPOActor(cfg.hidden_sizes, action, cfg.activation, cfg.log_std_init),
                 PPOCritic(cfg.hidden_sizes, cfg.activation), tx)
 
@@ -289,8 +279,7 @@ def update(state: PPOState, ro: Rollout, lr_frac: jax.Array, nets: Nets, cfg: PP
     mb = n // cfg.n_minibatches
     grad_fn = jax.grad(ppo_loss, has_aux=True)
     lr = cfg.learning_rate * (lr_frac if cfg.anneal_lr else 1.0)
-    opt_state = state.opt_state._replace(hyperparams={
-        **state.opt_state.hyperparams, "learning_rate": jnp.asarray(lr, jnp.float32)})
+    opt_state = with_learning_rate(state.opt_state, lr)
 
     def minibatch_step(carry, idx):
         params, opt_state = carry

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import optax
 
 
@@ -13,6 +14,30 @@ def make_optimizer(learning_rate: float, max_grad_norm: float | None = None
     if max_grad_norm is None:
         return adam
     return optax.chain(optax.clip_by_global_norm(max_grad_norm), adam)
+
+
+def annealable_optimizer(cfg) -> optax.GradientTransformation:
+    """The on-policy learners' optimiser from their config fields (``optimizer``: Adam or
+    PyTorch-style RMSprop with eps outside the square root and a zero initial average;
+    ``optimizer_eps``, ``rmsprop_decay``, ``max_grad_norm``). The learning rate lives in the
+    optimiser state (``with_learning_rate``), so annealing it never recompiles."""
+    def optimizer(learning_rate):
+        if cfg.optimizer == "adam":
+            base = optax.adam(learning_rate, eps=cfg.optimizer_eps)
+        else:
+            base = optax.rmsprop(learning_rate, decay=cfg.rmsprop_decay, eps=cfg.optimizer_eps,
+                                 eps_in_sqrt=False)
+        if cfg.max_grad_norm is None:
+            return base
+        return optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), base)
+
+    return optax.inject_hyperparams(optimizer)(learning_rate=cfg.learning_rate)
+
+
+def with_learning_rate(opt_state, learning_rate):
+    """``opt_state`` of an ``annealable_optimizer`` with its learning rate replaced."""
+    return opt_state._replace(hyperparams={
+        **opt_state.hyperparams, "learning_rate": jnp.asarray(learning_rate, jnp.float32)})
 
 
 def polyak(target, online, tau: float):
