@@ -27,8 +27,8 @@ import optax
 from tandem.config import Config, choice, log_uniform, param
 from tandem.core.distributions import Categorical, MultiCategorical, Normal
 from tandem.core.nets import MLP
-from tandem.core.optim import annealable_optimizer, with_learning_rate
 from tandem.core.normalize import normalize_obs
+from tandem.core.optim import annealable_optimizer, with_learning_rate
 from tandem.core.returns import gae
 from tandem.core.types import ActionSpace, ObsStats, Rollout
 from tandem.errors import ConfigError

@@ -137,6 +137,18 @@ def log_metrics(learner_metrics: dict, recent_returns: list, recent_lengths: lis
     return metrics
 
 
+RECENT = 20  # finished episodes averaged for the rollout/ metrics
+
+
+def record_episodes(h, returns: list, lengths: list) -> None:
+    """Fold finished episodes into a driver's host state ``h`` (``recent_returns``,
+    ``recent_lengths``: the last RECENT; ``episode``: the count)."""
+    if returns:
+        h.recent_returns = (h.recent_returns + list(returns))[-RECENT:]
+        h.recent_lengths = (h.recent_lengths + list(lengths))[-RECENT:]
+        h.episode += len(returns)
+
+
 def crossed(before: int, after: int, every: int) -> bool:
     """Whether a multiple of ``every`` (0: never) lies in (before, after]: the drivers that
     advance by whole rollouts or batches log, evaluate and checkpoint where one was passed."""

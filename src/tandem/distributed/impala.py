@@ -26,11 +26,10 @@ import numpy as np
 
 from tandem.algos.impala import Trajectory
 from tandem.core.checkpoint import MALFORMED, flatten_pytree, restore_pytree
-from tandem.core.logging import checkpoint_due, log_due, log_metrics
+from tandem.core.logging import checkpoint_due, log_due, log_metrics, record_episodes
 from tandem.core.types import Rollout
 from tandem.distributed.cluster import driver_spec
-from tandem.distributed.workers import (TrajectoryWorker, WorkerPool, record_episodes,
-                                        worker_seed)
+from tandem.distributed.workers import TrajectoryWorker, WorkerPool, worker_seed
 from tandem.envs.gym import EnvInfo
 from tandem.errors import CheckpointError
 
@@ -156,7 +155,7 @@ def run_steps(ln: Learner, until: int, on_log: Callable[[int, dict], None],
             h.lost_trajectories += 1
             pool.submit(i, params_ref, version, cfg.n_steps)
             continue
-        record_episodes(h, result)
+        record_episodes(h, result["returns"], result["lengths"])
         batch.append(result)
         if len(batch) == cfg.rollouts_per_update:
             start, t0 = h.step, time.perf_counter()

@@ -22,10 +22,9 @@ from typing import Callable
 import jax
 import numpy as np
 
-from tandem.core.logging import checkpoint_due, log_due, log_metrics
+from tandem.core.logging import checkpoint_due, log_due, log_metrics, record_episodes
 from tandem.distributed.cluster import driver_spec
-from tandem.distributed.workers import (TransitionWorker, WorkerPool, record_episodes,
-                                        worker_seed)
+from tandem.distributed.workers import TransitionWorker, WorkerPool, worker_seed
 from tandem.envs.gym import EnvInfo
 from tandem.host import offpolicy as host
 
@@ -111,7 +110,7 @@ def run_steps(ln: WorkerLearner, until: int, on_log: Callable[[int, dict], None]
                                                "terminated")))
         if ln.rms is not None:
             ln.rms.update(a["next_obs"][:n])
-        record_episodes(h, result)
+        record_episodes(h, result["returns"], result["lengths"])
         lags.append(version - result["version"])
         start = h.step
         h.step += n

@@ -28,17 +28,6 @@ from tandem.errors import EnvError, TandemError
 log = logging.getLogger("tandem")
 
 
-RECENT = 20  # episodes averaged for rollout/ metrics, as in the host drivers
-
-
-def record_episodes(h: Any, result: dict) -> None:
-    """Fold a worker result's finished episodes into the learner's host state."""
-    if result["returns"]:
-        h.recent_returns = (h.recent_returns + result["returns"])[-RECENT:]
-        h.recent_lengths = (h.recent_lengths + result["lengths"])[-RECENT:]
-        h.episode += len(result["returns"])
-
-
 def worker_seed(seed: int, index: int, incarnation: int) -> int:
     """Independent env/action streams per (run seed, worker, restart)."""
     return int(np.random.SeedSequence([seed, 7_919, index, incarnation]).generate_state(1)[0])

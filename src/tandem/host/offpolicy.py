@@ -26,14 +26,12 @@ import jax
 import numpy as np
 
 from tandem.core.checkpoint import MALFORMED, flatten_pytree, restore_pytree
-from tandem.core.logging import log_metrics
+from tandem.core.logging import log_metrics, record_episodes
 from tandem.core.normalize import RunningMeanStd
 from tandem.core.replay import HostReplay
 from tandem.envs.gym import EnvInfo, check_finite, episode_seed, scale_action
 
 log = logging.getLogger("tandem")
-
-RECENT = 20  # episodes averaged for rollout/ metrics
 
 
 @dataclasses.dataclass
@@ -190,9 +188,7 @@ def run_steps(ln: Learner, until: int, on_log: Callable[[int, dict], None],
             ln.rms.update(next_obs)
         h.step = t + 1
         if terminated or truncated:
-            h.recent_returns = (h.recent_returns + [h.episode_return])[-RECENT:]
-            h.recent_lengths = (h.recent_lengths + [len(h.episode_actions)])[-RECENT:]
-            h.episode += 1
+            record_episodes(h, [h.episode_return], [len(h.episode_actions)])
             h.episode_return, h.episode_actions = 0.0, []
             h.obs = _reset(info, ln.seed, h.episode)
             ln.noise = _zero_noise(info)

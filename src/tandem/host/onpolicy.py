@@ -25,7 +25,7 @@ import jax
 import numpy as np
 
 from tandem.core.checkpoint import MALFORMED, flatten_pytree, restore_pytree
-from tandem.core.logging import checkpoint_due, log_due, log_metrics
+from tandem.core.logging import checkpoint_due, log_due, log_metrics, record_episodes
 from tandem.core.normalize import RunningMeanStd, normalize_obs, scale_reward
 from tandem.core.types import Rollout
 from tandem.envs.gym import (EnvInfo, check_finite_batch, make_vector_env, to_env_action,
@@ -33,8 +33,6 @@ from tandem.envs.gym import (EnvInfo, check_finite_batch, make_vector_env, to_en
 from tandem.errors import CheckpointError
 
 log = logging.getLogger("tandem")
-
-RECENT = 20  # episodes averaged for rollout/ metrics
 
 
 @dataclasses.dataclass
@@ -243,10 +241,7 @@ def run_steps(ln: Learner, until: int, on_log: Callable[[int, dict], None],
             h.ep_length += 1
             h.step += N
             if done.any():
-                for i in np.flatnonzero(done):
-                    h.recent_returns = (h.recent_returns + [float(h.ep_return[i])])[-RECENT:]
-                    h.recent_lengths = (h.recent_lengths + [int(h.ep_length[i])])[-RECENT:]
-                h.episode += int(done.sum())
+                record_episodes(h, h.ep_return[done].tolist(), h.ep_length[done].tolist())
                 h.ep_return[done], h.ep_length[done], h.disc_return[done] = 0.0, 0, 0.0
             h.obs = next_obs
 
