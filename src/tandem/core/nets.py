@@ -20,6 +20,42 @@ def _out_init(scale: float):
     return nn.initializers.variance_scaling(scale, "fan_avg", "uniform")
 
 
+# jaxlib runs a batched QR (what vmap makes of jnp.linalg.qr: seeds vmapped on the compiled
+# path, a vmapped Q ensemble) by splitting the batch over XLA's intra-op thread pool and
+# waiting for the pieces from inside that same pool. When two such QRs of one init program
+# run at once and the pool has two threads (a 2-core machine), each thread waits for work
+# that no thread is free to run, and the program never finishes: gdb on a hung CI test showed
+# both "tf_XLAEigen" threads blocked in jax::ParallelBatchMap under lapack_sgeqrf_ffi.
+# A QR of one matrix runs inline, so under vmap this one loops over the batch: the same
+# factorisation of each matrix, the same numbers, and no wait on the pool.
+@jax.custom_batching.sequential_vmap
+def _qr_one_at_a_time(a: jax.Array) -> tuple[jax.Array, jax.Array]:
+    return jnp.linalg.qr(a)
+
+
+def orthogonal(scale: float = 1.0) -> Callable:
+    """Orthogonal kernel init (Saxe et al., 2014) with gain ``scale``, columns on the last
+    axis: the same draw as ``jax.nn.initializers.orthogonal`` for these arguments, but safe
+    to vmap (see ``_qr_one_at_a_time``)."""
+
+    def init(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
+        if len(shape) < 2:
+            raise ValueError(f"orthogonal init needs a kernel of rank >= 2, got shape {shape}")
+        cols = shape[-1]
+        rows = 1
+        for d in shape[:-1]:
+            rows *= d
+        tall = rows >= cols  # factorise the tall orientation, transpose back if wide
+        a = jax.random.normal(key, (rows, cols) if tall else (cols, rows), dtype)
+        q, r = _qr_one_at_a_time(a)
+        q = q * jnp.sign(jnp.diagonal(r))[None, :]  # unique Q: R with a positive diagonal
+        if not tall:
+            q = q.T
+        return scale * q.reshape(shape)
+
+    return init
+
+
 class MLP(nn.Module):
     """Dense layers with an activation between them; the last layer is linear.
 
@@ -43,9 +79,9 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         act = ACTIVATIONS[self.activation]
-        hidden_init = (nn.initializers.orthogonal(2.0 ** 0.5) if self.orthogonal
+        hidden_init = (orthogonal(2.0 ** 0.5) if self.orthogonal
                        else nn.linear.default_kernel_init)
-        out_init = (nn.initializers.orthogonal(self.out_scale) if self.orthogonal
+        out_init = (orthogonal(self.out_scale) if self.orthogonal
                     else _out_init(self.out_scale))
         for width in self.hidden_sizes:
             x = nn.Dense(width, kernel_init=hidden_init)(x)
@@ -73,7 +109,7 @@ class HyperDense(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        w = self.param("kernel", nn.initializers.orthogonal(), (x.shape[-1], self.features))
+        w = self.param("kernel", orthogonal(), (x.shape[-1], self.features))
         w = w / (jnp.linalg.norm(w, axis=0, keepdims=True) + 1e-6)  # unit norm per unit
         scale = self.param("scale", nn.initializers.ones, (self.features,))
         return (x @ w) * scale
