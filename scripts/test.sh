@@ -24,18 +24,38 @@ if [ "${1:-}" != "--quick" ]; then
   ids=$(.venv/bin/python -m pytest --collect-only -q -m "$MARK" | grep "::")
   failed=0
   set -f  # node ids such as test_x[0] are not glob patterns
+  # pytest-timeout's dump shows Python frames only; a hang inside XLA or another native
+  # library shows only in native stacks, so 30 s before it fires gdb (where installed)
+  # records every thread's stack, printed condensed if the test then fails.
+  PER_TEST=900
   for id in $ids; do
     s=$SECONDS
-    if timeout 1500 .venv/bin/python -m pytest -q -p no:cacheprovider -m "$MARK" \
-        -o timeout_method=thread "$id" > .step2.log 2>&1; then
+    rm -f .step2.gdb
+    timeout 1500 .venv/bin/python -m pytest -q -p no:cacheprovider -m "$MARK" \
+        -o timeout=$PER_TEST -o timeout_method=thread "$id" > .step2.log 2>&1 &
+    tpid=$!
+    ( sleep $((PER_TEST - 30))
+      pid=$(pgrep -P "$tpid" | head -n 1)
+      if [ -n "$pid" ] && command -v gdb > /dev/null; then
+        gdb -p "$pid" -batch -ex "thread apply all bt" > .step2.gdb 2>&1 || true
+      fi ) &
+    wpid=$!
+    rc=0; wait "$tpid" || rc=$?
+    pkill -P "$wpid" 2> /dev/null || true; kill "$wpid" 2> /dev/null || true
+    wait "$wpid" 2> /dev/null || true
+    if [ "$rc" = 0 ]; then
       echo "  ok      $((SECONDS - s)) s  $id"
     else
       echo "  FAILED  $((SECONDS - s)) s  $id"
       tail -n 60 .step2.log
+      if [ -s .step2.gdb ]; then
+        echo "  native stacks 30 s before the timeout (scripts/stacks.py):"
+        .venv/bin/python scripts/stacks.py .step2.gdb | cut -c1-600
+      fi
       failed=1
     fi
   done
-  rm -f .step2.log
+  rm -f .step2.log .step2.gdb
   echo "== step 2 took $((SECONDS - t2)) s"
   [ "$failed" = 0 ]
 fi
