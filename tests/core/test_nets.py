@@ -2,7 +2,7 @@
 
 jaxlib splits a batched QR over XLA's intra-op thread pool and waits for the pieces from
 inside that pool; two such QRs in one program on a 2-thread pool wait on each other forever
-(a CI hang of the compiled PPO learning test: gdb showed both pool threads in
+(a CI hang of the compiled PPO learning test; gdb on it hung here showed both pool threads in
 jax::ParallelBatchMap under lapack_sgeqrf_ffi). The hang needs a thread race, so these tests
 check its precondition instead: no program tandem vmaps contains a batched LAPACK call.
 """

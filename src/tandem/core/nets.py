@@ -24,8 +24,9 @@ def _out_init(scale: float):
 # path, a vmapped Q ensemble) by splitting the batch over XLA's intra-op thread pool and
 # waiting for the pieces from inside that same pool. When two such QRs of one init program
 # run at once and the pool has two threads (a 2-core machine), each thread waits for work
-# that no thread is free to run, and the program never finishes: gdb on a hung CI test showed
-# both "tf_XLAEigen" threads blocked in jax::ParallelBatchMap under lapack_sgeqrf_ffi.
+# that no thread is free to run, and the program never finishes. That hung a CI run; gdb on
+# the same test hung here showed both "tf_XLAEigen" threads blocked in jax::ParallelBatchMap
+# under lapack_sgeqrf_ffi.
 # A QR of one matrix runs inline, so under vmap this one loops over the batch: the same
 # factorisation of each matrix, the same numbers, and no wait on the pool.
 @jax.custom_batching.sequential_vmap
