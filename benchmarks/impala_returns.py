@@ -9,7 +9,7 @@ lag of the acting policy; with no lag V-trace is A2C's n-step target. A2C (synch
 lag) is therefore the reference an IMPALA run should match, with the same settings: 8 envs
 in all (tandem: 2 Ray workers x 4 envs, 2 trajectories per update; SB3: 8 envs), 5-step
 rollouts, gamma 0.99, RMSprop 7e-4 (eps 1e-5, decay 0.99) held constant (tandem IMPALA's
-default anneals it; SB3's A2C does not), no entropy bonus, gradient norm
+default, pinned here; SB3's A2C has no annealing), no entropy bonus, gradient norm
 0.5, separate 64x64 tanh actor and critic, and the same value loss: SB3 A2C minimises
 vf_coef * MSE, tandem 0.5 * vf_coef * MSE, so tandem runs with vf_coef 1.0 against SB3's 0.5.
 
