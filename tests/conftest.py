@@ -16,3 +16,21 @@ TINY = SACConfig(hidden_sizes=(16, 16), batch_size=32, buffer_size=5_000, learni
 @pytest.fixture
 def tiny_cfg() -> SACConfig:
     return TINY
+
+
+def host_driver(cfg, env, seed=0):
+    """A started off-policy host driver on ``env`` (an id or an instance)."""
+    from tandem.algos import get_algo
+    from tandem.envs.gym import make_env
+    from tandem.host.offpolicy import OffPolicyDriver
+    algo = get_algo(cfg.algo)
+    genv = make_env(env, cfg.algo, algo.action_spaces)
+    driver = OffPolicyDriver(cfg, genv, algo.build(cfg, genv.spec), seed, cfg.algo)
+    driver.start()
+    return driver
+
+
+def advance(driver, until):
+    """Drive ``driver`` to step ``until`` without a session."""
+    from tandem.run.driver import Control
+    driver.advance(until, Control(until))

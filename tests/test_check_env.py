@@ -117,7 +117,7 @@ def test_check_env_cli(capsys):
 
 
 def test_module_qualified_ids_import_their_module():
-    from tandem.envs.gym import resolve_env_id
-    resolve_env_id("gymnasium.envs.classic_control:Pendulum-v1")
+    from tandem.envs.resolve import resolve_env
+    resolve_env("gymnasium.envs.classic_control:Pendulum-v1")
     with pytest.raises(EnvError, match="cannot import module 'no_such_module'"):
-        resolve_env_id("no_such_module:Thing-v0")
+        resolve_env("no_such_module:Thing-v0")

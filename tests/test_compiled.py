@@ -15,8 +15,8 @@ assert "CartPole-v1" in registered_envs
 from tandem import (ConfigError, EnvError, PPOConfig, TD3Config, evaluate, load, resume,  # noqa: E402
                     train)
 from tandem.cli import main  # noqa: E402
-from tandem.compiled.run import _Program, _keys  # noqa: E402
-from tandem.core.checkpoint import latest_checkpoint, load_checkpoint  # noqa: E402
+from tandem.compiled.driver import Program as _Program, _keys  # noqa: E402
+from tandem.run.checkpoint import latest_checkpoint, load_checkpoint  # noqa: E402
 from tandem.envs.jaxenv import make_jax_env  # noqa: E402
 from tests.conftest import TINY  # noqa: E402
 from tests.envs import line_env  # noqa: E402
@@ -87,8 +87,8 @@ def test_truncation_keeps_the_final_observation():
     prog = _Program(CFG.replace(buffer_size=1000), env, 1)
     ls, _ = prog.run("warmup", prog.init(_keys([0])), 450)
     buf = jax.tree_util.tree_map(lambda x: np.asarray(x[0]), ls.buffer)
-    assert not buf.terminated[:450].any()
-    chain = np.all(buf.next_obs[:449] == buf.obs[1:450], axis=1)
+    assert not buf["terminated"][:450].any()
+    chain = np.all(buf["next_obs"][:449] == buf["obs"][1:450], axis=1)
     assert list(np.flatnonzero(~chain)) == [199, 399]
     assert int(ls.episodes[0]) == 2
 
@@ -123,7 +123,7 @@ def test_brax_env_trains_and_terminates(tmp_path):
     assert np.isfinite(sw.summaries[0]["eval/return_mean"])
     assert sw.policies[0].act(np.zeros((4,), np.float32)).shape == (1,)
     buf = _arrays(tmp_path / "b")
-    assert buf["state/buffer/terminated"][0].sum() >= 1
+    assert buf["replay/terminated"][0].sum() >= 1
 
 
 def test_errors_are_clear(tmp_path):
@@ -185,7 +185,7 @@ def test_compiled_ppo_seeds_resume_and_compile_once(tmp_path):
     for k in a:
         np.testing.assert_array_equal(a[k], c[k], err_msg=k)
     # one compilation for any number of rollouts per chunk
-    _, prog = __import__("tandem.compiled.run", fromlist=["x"]).program_for(cfg, env, None, 2)
+    _, prog = __import__("tandem.compiled.driver", fromlist=["x"]).program_for(cfg, env, None, 2)
     assert prog.traces["train"] == 1
     # the deployable policy carries the observation statistics and returns integer actions
     policy = load(tmp_path / "both", seed=4)

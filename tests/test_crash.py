@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tandem import load
-from tandem.core.checkpoint import latest_checkpoint, load_checkpoint
+from tandem.run.checkpoint import latest_checkpoint, load_checkpoint
 from tandem.errors import CheckpointError
 
 STEPS = 20_000  # enough that 20 sessions of up to ~0.4 s each never finish it
@@ -103,7 +103,7 @@ def test_a_kill_inside_a_checkpoint_write_keeps_the_previous_one(tmp_path):
     script = f"""
 import time, numpy as np
 from pathlib import Path
-import tandem.core.checkpoint as c
+import tandem.run.checkpoint as c
 root = Path({str(tmp_path / 'ck')!r})
 c.save_checkpoint(root, algo="sac", step=1, arrays={{"state/w": np.ones(3)}}, meta={{}})
 real = c._write_file

@@ -98,9 +98,9 @@ def test_sac_with_workers_fills_the_replay_and_resumes(tmp_path):
                 progress=False)
     assert run.summary["steps"] == 400 and run.summary["workers"] == 2
     assert run.summary["rollout/episodes"] >= 0
-    from tandem.core.checkpoint import latest_checkpoint, load_checkpoint
+    from tandem.run.checkpoint import latest_checkpoint, load_checkpoint
     meta, arrays = load_checkpoint(latest_checkpoint(tmp_path / "r"))
-    assert meta["host"]["replay"]["size"] == 400
+    assert meta["stores"]["replay"]["count"] == 400
     # transitions from two workers with different seeds: no two first observations alike
     obs = arrays["replay/obs"]
     assert np.all(np.isfinite(obs)) and len(np.unique(obs[:, 0])) > 300
@@ -127,7 +127,7 @@ def test_env_registered_only_in_the_driver_reaches_the_workers(tmp_path):
 
 
 def test_sweep_of_four_tiny_runs(tmp_path):
-    from tandem.distributed.sweep import sweep
+    from tandem.sweep import sweep
     record = sweep(TINY, "Pendulum-v1", 200, [0, 1], {"learning_starts": [50, 100]},
                    tmp_path / "s", cpus_per_run=2)
     runs = record["runs"]

@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 
 from tandem import CheckpointError, SACConfig, load, train
 from tandem.algos import get_algo
-from tandem.core.checkpoint import ARRAYS, META, latest_checkpoint, load_checkpoint
 from tandem.envs.gym import make_env
-from tandem.host import offpolicy
+from tandem.host.offpolicy import OffPolicyDriver
+from tandem.run.checkpoint import ARRAYS, META, latest_checkpoint, load_checkpoint
 from tests.conftest import TINY
 
 FUZZ = settings(max_examples=1_000, deadline=None, derandomize=True,
@@ -50,10 +50,10 @@ def _load_and_restore(ckpt: Path) -> None:
     """What `tandem load` and `tandem resume` do with a checkpoint's contents."""
     load(ckpt.parent.parent)
     meta, arrays = load_checkpoint(ckpt, expect_algo="sac")
-    info = make_env("Pendulum-v1", "sac")
+    genv = make_env("Pendulum-v1", "sac")
     cfg = SACConfig.from_dict(TINY.replace(eval_episodes=0).to_dict())
-    fns = get_algo("sac").build(cfg, info.spec_json())
-    offpolicy.restore_learner(cfg, info, fns, meta, arrays, str(ckpt))
+    fns = get_algo("sac").build(cfg, genv.spec)
+    OffPolicyDriver(cfg, genv, fns, 0, "sac").restore(meta, arrays, str(ckpt))
 
 
 def _expect_clean(ckpt: Path) -> None:
@@ -63,14 +63,13 @@ def _expect_clean(ckpt: Path) -> None:
         assert ckpt.name in str(exc), exc  # the message names the file
 
 
+SEGMENT = "replay segment"  # the replay rows the checkpoint names (run/replay/seg_*)
+FILES = st.sampled_from([ARRAYS, META, SEGMENT])
 MUTATIONS = st.one_of(
-    st.tuples(st.just("truncate"), st.sampled_from([ARRAYS, META]), st.floats(0, 1)),
-    st.tuples(st.just("flip"), st.sampled_from([ARRAYS, META]), st.floats(0, 1),
-              st.integers(0, 7)),
-    st.tuples(st.just("overwrite"), st.sampled_from([ARRAYS, META]), st.floats(0, 1),
-              st.binary(min_size=1, max_size=64)),
-    st.tuples(st.just("foreign"), st.sampled_from([ARRAYS, META]),
-              st.binary(max_size=512)),
+    st.tuples(st.just("truncate"), FILES, st.floats(0, 1)),
+    st.tuples(st.just("flip"), FILES, st.floats(0, 1), st.integers(0, 7)),
+    st.tuples(st.just("overwrite"), FILES, st.floats(0, 1), st.binary(min_size=1, max_size=64)),
+    st.tuples(st.just("foreign"), FILES, st.binary(max_size=512)),
 )
 
 
@@ -79,7 +78,9 @@ MUTATIONS = st.one_of(
 def test_fuzzed_checkpoint_bytes(good_run, tmp_path_factory, mutation):
     ckpt = _copy(good_run, tmp_path_factory)
     kind, name = mutation[0], mutation[1]
-    path = ckpt / name
+    path = (ckpt / name if name != SEGMENT else
+            ckpt.parent.parent / "replay" /
+            json.loads((ckpt / META).read_text())["stores"]["replay"]["files"][-1]["name"])
     data = bytearray(path.read_bytes())
     if kind == "truncate":
         data = data[: int(mutation[2] * len(data))]
@@ -160,21 +161,20 @@ WORDS = ["train", "eval", "resume", "report", "tune", "sweep", "check-env", "con
 @given(argv=st.lists(st.sampled_from(WORDS) | st.text(max_size=8), max_size=9))
 def test_fuzzed_command_lines(monkeypatch, tmp_path, capsys, argv):
     from tandem import cli
-    from tandem.compiled import run as compiled_run
     from tandem.envs import check
-    from tandem.host import run as host_run
+    from tandem.run.session import Session
 
     monkeypatch.chdir(tmp_path)
 
     def reached(*args, **kwargs):
         raise _Reached
 
-    monkeypatch.setattr(host_run, "_train_session", reached)
-    monkeypatch.setattr(compiled_run, "train_compiled", reached)
-    monkeypatch.setattr(compiled_run, "resume_compiled", reached)
+    monkeypatch.setattr(Session, "run", reached)
+    monkeypatch.setattr("tandem.compiled.driver.CompiledDriver.start", reached)
+    monkeypatch.setattr("tandem.compiled.driver.CompiledDriver.restore", reached)
     monkeypatch.setattr(check, "check_env", lambda *a, **k: [])
     monkeypatch.setattr("tandem.tune.tune", reached)
-    monkeypatch.setattr("tandem.distributed.sweep.sweep", reached)
+    monkeypatch.setattr("tandem.sweep.sweep", reached)
     monkeypatch.setattr("tandem.report.write_report", reached)
     try:
         code = cli.main(argv)

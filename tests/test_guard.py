@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from tandem import PPOConfig, TrainingDiverged, resume, train
-from tandem.core.checkpoint import latest_checkpoint, load_checkpoint
-from tandem.core.guard import check_arrays, check_metrics
+from tandem.run.checkpoint import latest_checkpoint, load_checkpoint
+from tandem.run.guard import check_arrays, check_metrics
 from tests.conftest import TINY
 from tests.envs import huge_reward_line
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tandem import ConfigError, evaluate, load, resume, train
-from tandem.core.checkpoint import latest_checkpoint
+from tandem.run.checkpoint import latest_checkpoint
 from tests.conftest import TINY
 from tests.envs import line_env
 

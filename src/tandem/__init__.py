@@ -4,21 +4,45 @@
     run = train(SACConfig(), "Pendulum-v1", steps=20_000, out="runs/pendulum")
     policy = load("runs/pendulum")
     action = policy.act(obs)
+
+Public names resolve on first use (module ``__getattr__``): ``import tandem`` imports no
+numerical library, so the deploy runtime and the command line's help start fast, and a
+torch-based part never loads for a JAX user.
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-from tandem.algos.ddpg import DDPGConfig  # noqa: E402
-from tandem.algos.droq import DroQConfig  # noqa: E402
-from tandem.algos.impala import IMPALAConfig  # noqa: E402
-from tandem.algos.ppo import A2CConfig, PPOConfig  # noqa: E402
-from tandem.algos.sac import SACConfig  # noqa: E402
-from tandem.algos.td3 import TD3Config  # noqa: E402
-from tandem.errors import (CheckpointError, ConfigError, EnvError, TandemError,  # noqa: E402
+import importlib
+from typing import Any
+
+from tandem.errors import (CheckpointError, ConfigError, EnvError, TandemError,
                            TrainingDiverged, TrainingInterrupted)
-from tandem.host.run import Policy, Run, evaluate, load, resume, train  # noqa: E402
+from tandem.version import __version__
+
+_LAZY = {
+    "SACConfig": "tandem.algos.sac", "DroQConfig": "tandem.algos.sac",
+    "TD3Config": "tandem.algos.td3", "DDPGConfig": "tandem.algos.td3",
+    "PPOConfig": "tandem.algos.ppo", "A2CConfig": "tandem.algos.ppo",
+    "IMPALAConfig": "tandem.algos.impala",
+    "train": "tandem.api", "resume": "tandem.api", "load": "tandem.api",
+    "evaluate": "tandem.api",
+    "Run": "tandem.run.results", "Policy": "tandem.run.results", "Sweep": "tandem.run.results",
+}
 
 __all__ = ["SACConfig", "DroQConfig", "TD3Config", "DDPGConfig", "PPOConfig", "A2CConfig",
-           "IMPALAConfig", "train", "resume", "load", "evaluate", "Run", "Policy", "TandemError",
-           "ConfigError", "EnvError", "CheckpointError", "TrainingInterrupted", "TrainingDiverged",
-           "__version__"]
+           "IMPALAConfig", "train", "resume", "load", "evaluate", "Run", "Policy", "Sweep",
+           "TandemError", "ConfigError", "EnvError", "CheckpointError", "TrainingInterrupted",
+           "TrainingDiverged", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tandem' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # resolved once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -14,7 +14,16 @@ import os
 import sys
 from typing import Sequence
 
+from tandem import api
+from tandem import report as report_mod
+from tandem import sweep as sweep_mod
+from tandem import tune as tune_mod
+from tandem.algos import algo_names, get_algo
+from tandem.envs import check as env_check
+from tandem.envs.gym import make_env
+from tandem.envs.resolve import parse_env_kwargs
 from tandem.errors import TandemError, TrainingInterrupted
+from tandem.run.folder import check_int, parse_seeds
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -31,9 +40,11 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(message)
 
 
-def _build_parser() -> _Parser:
-    from tandem.algos import algo_names
+ENV_KWARGS_HELP = ("keyword arguments of the env's constructor, k=v,... (numbers, true/false, "
+                   "none, strings), e.g. --env-kwargs g=9.81,max_torque=2")
 
+
+def _build_parser() -> _Parser:
     p = _Parser(prog="tandem", description="Train, evaluate and resume actor-critic agents.")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
 
@@ -54,6 +65,7 @@ def _build_parser() -> _Parser:
     t.add_argument("--progress", choices=("auto", "bar", "lines"), default="auto")
     t.add_argument("--no-check-env", action="store_true",
                    help="skip the env check run before training (see tandem check-env)")
+    t.add_argument("--env-kwargs", default=None, help=ENV_KWARGS_HELP)
 
     e = sub.add_parser("eval", help="evaluate a run's deterministic policy")
     e.add_argument("run_dir")
@@ -61,6 +73,9 @@ def _build_parser() -> _Parser:
     e.add_argument("--seed", type=int, default=None)
     e.add_argument("--best", action="store_true",
                    help="the best checkpoint of the periodic evaluation (eval_every)")
+    e.add_argument("--env-kwargs", default=None,
+                   help="evaluate on the env made with these arguments instead of the run's "
+                   "(a robustness check): " + ENV_KWARGS_HELP)
 
     rp = sub.add_parser("report", help="an HTML report (curves, IQM with bootstrap intervals, "
                         "probability of improvement, config, video) of run or sweep folders")
@@ -96,6 +111,7 @@ def _build_parser() -> _Parser:
                     help="env steps between the evaluations reported to the pruner "
                     "(default steps/10)")
     tu.add_argument("--pruner", choices=("median", "none"), default="median")
+    tu.add_argument("--env-kwargs", default=None, help=ENV_KWARGS_HELP)
 
     sw = sub.add_parser("sweep", help="train a grid of configurations x seeds as Ray tasks "
                         "into one folder (read it with tandem report OUT/*/); extra --field "
@@ -119,6 +135,7 @@ def _build_parser() -> _Parser:
                     help="also check the action space for this algorithm")
     ce.add_argument("--steps", type=int, default=300, help="random steps to play")
     ce.add_argument("--seed", type=int, default=0)
+    ce.add_argument("--env-kwargs", default=None, help=ENV_KWARGS_HELP)
 
     c = sub.add_parser("config", help="list an algorithm's config fields, defaults and ranges")
     c.add_argument("algo", choices=algo_names())
@@ -156,9 +173,7 @@ def _run(argv: Sequence[str]) -> int:
         raise _UsageError("no command given")
     if extra and args.command not in ("train", "tune", "sweep"):
         raise _UsageError(f"unrecognized arguments: {' '.join(extra)}")
-
-    import tandem
-    from tandem.algos import get_algo
+    env_kwargs = parse_env_kwargs(getattr(args, "env_kwargs", None)) or None
 
     if args.command == "config":
         print(f"{args.algo} config fields:\n{get_algo(args.algo).config_cls.describe()}")
@@ -172,23 +187,23 @@ def _run(argv: Sequence[str]) -> int:
                                   "collects from one env")
             overrides["n_envs"] = args.envs
         cfg = spec.config_cls(**overrides)
-        run = tandem.train(cfg, args.env, steps=args.steps, seed=args.seed, out=args.out,
-                           progress=_progress(args.progress), seeds=args.seeds,
-                           check_env=not args.no_check_env)
+        run = api.train(cfg, args.env, steps=args.steps, seed=args.seed, out=args.out,
+                        progress=_progress(args.progress), seeds=args.seeds,
+                        check_env=not args.no_check_env, env_kwargs=env_kwargs)
         _print_result(run.dir, run.summary)
     elif args.command == "resume":
-        run = tandem.resume(args.run_dir, steps=args.steps, progress=_progress(args.progress))
+        run = api.resume(args.run_dir, steps=args.steps, progress=_progress(args.progress))
         _print_result(run.dir, run.summary)
     elif args.command == "tune":
-        from tandem.tune import params_to_fields, tune
         spec = get_algo(args.algo)
         fixed = _parse_overrides(spec.config_cls, extra)
         out = args.out or f"tune/{args.algo}_{args.env.replace('/', '_').replace(':', '_')}"
-        study = tune(spec.config_cls, args.env, args.trials, args.steps, out, fixed,
-                     args.seed, args.storage, args.study, args.eval_every, args.pruner)
+        study = tune_mod.tune(spec.config_cls, args.env, args.trials, args.steps, out, fixed,
+                     args.seed, args.storage, args.study, args.eval_every, args.pruner,
+                     env_kwargs)
         from optuna.trial import TrialState
         states = [t.state for t in study.trials]
-        best = (params_to_fields(spec.config_cls.search_space, study.best_params)
+        best = (tune_mod.params_to_fields(spec.config_cls.search_space, study.best_params)
                 if TrialState.COMPLETE in states else None)
         print(json.dumps({
             "study": study.study_name, "out": out,
@@ -197,16 +212,14 @@ def _run(argv: Sequence[str]) -> int:
             "best_value": study.best_value if best is not None else None,
             "best_params": best}, default=list))
     elif args.command == "sweep":
-        from tandem.distributed.sweep import parse_grid, sweep
-        from tandem.host.run import _check_int, parse_seeds
         spec = get_algo(args.algo)
-        _check_int("steps", args.steps, 1)
+        check_int("steps", args.steps, 1)
         if not args.cpus_per_run > 0:
             raise _UsageError("--cpus-per-run must be > 0")
         base = spec.config_cls(**_parse_overrides(spec.config_cls, extra))
-        grid = parse_grid(args.grid, spec.config_cls)
+        grid = sweep_mod.parse_grid(args.grid, spec.config_cls)
         out = args.out or f"sweeps/{args.algo}_{args.env.replace('/', '_').replace(':', '_')}"
-        record = sweep(base, args.env, args.steps, parse_seeds(args.seeds), grid, out,
+        record = sweep_mod.sweep(base, args.env, args.steps, parse_seeds(args.seeds), grid, out,
                        args.cpus_per_run, args.ray_address)
         failed = [r for r in record["runs"] if "error" in r]
         print(json.dumps({"sweep": str(out), "runs": len(record["runs"]),
@@ -216,24 +229,22 @@ def _run(argv: Sequence[str]) -> int:
                   f"errors are in {out}/sweep.json", file=sys.stderr)
             return EXIT_USAGE
     elif args.command == "check-env":
-        from tandem.envs.check import check_env
-        from tandem.envs.gym import make_env
-        from tandem.host.run import _check_int
-        _check_int("steps", args.steps, 1)
-        _check_int("seed", args.seed, 0)
-        info = make_env(args.env, args.algo or "ppo")  # the id resolves; spaces are usable
-        warnings = check_env(args.env, steps=args.steps, seed=args.seed)
+        check_int("steps", args.steps, 1)
+        check_int("seed", args.seed, 0)
+        algo = get_algo(args.algo or "ppo")
+        genv = make_env(args.env, algo.name, algo.action_spaces, env_kwargs)  # usable spaces
+        warnings = env_check.check_env(args.env, env_kwargs, steps=args.steps, seed=args.seed)
         for w in warnings:
             print(f"warning: {w}", file=sys.stderr)
-        print(json.dumps({"env": args.env, "ok": True, "obs_dim": info.obs_dim,
-                          "action_space": info.action_space, "warnings": warnings}))
+        print(json.dumps({"env": args.env, "ok": True,
+                          "observation_space": genv.spec.obs.to_json(),
+                          "action_space": genv.spec.action.to_json(), "warnings": warnings}))
     elif args.command == "report":
-        from tandem.report import write_report
-        index = write_report(args.dirs, args.out, args.label, args.title, not args.no_video)
+        index = report_mod.write_report(args.dirs, args.out, args.label, args.title, not args.no_video)
         print(json.dumps({"report": str(index)}))
     elif args.command == "eval":
-        result = tandem.evaluate(args.run_dir, episodes=args.episodes, seed=args.seed,
-                                 best=args.best)
+        result = api.evaluate(args.run_dir, episodes=args.episodes, seed=args.seed,
+                              best=args.best, env_kwargs=env_kwargs)
         print(json.dumps({k: v for k, v in result.items() if k.startswith("eval/")}))
     return 0
 

@@ -26,6 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
+from tandem.api import load
 from tandem.core.stats import bootstrap_ci, mean_band, poi_ci
 from tandem.errors import TandemError
 
@@ -254,7 +255,6 @@ def record_gif(rs: RunSet, path: Path, max_frames: int = 150, fps: int = 30) -> 
     os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo off-screen
     import gymnasium as gym
 
-    from tandem.host.run import load
     try:
         seed = rs.seeds[0]
         compiled = rs.run.get("path") == "compiled"

@@ -19,6 +19,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from tandem.api import train
 from tandem.config import Config, Search
 from tandem.errors import ConfigError, TandemError
 
@@ -106,7 +107,6 @@ def tune(cfg_cls: type[Config], env: str, trials: int, steps: int, out: str | Pa
     """Run (or continue) a study until it holds ``trials`` finished (complete or pruned)
     trials; returns the ``optuna.Study``. Writes ``<out>/best.json`` after every trial."""
     optuna = _optuna()
-    from tandem.host.run import train
 
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise ConfigError(f"--trials {trials!r}: must be an integer >= 1")
@@ -169,7 +169,7 @@ def tune(cfg_cls: type[Config], env: str, trials: int, steps: int, out: str | Pa
             raise TandemError(f"trial {trial.number}: no finite evaluation return")
         return float(value)
 
-    def write_best(study, _trial) -> None:
+    def save_study_best(study, _trial) -> None:
         complete = study.get_trials(deepcopy=False,
                                     states=(optuna.trial.TrialState.COMPLETE,))
         if not complete:
@@ -184,7 +184,7 @@ def tune(cfg_cls: type[Config], env: str, trials: int, steps: int, out: str | Pa
         }, indent=1))
 
     if done < trials:
-        study.optimize(objective, n_trials=trials - done, callbacks=[write_best],
+        study.optimize(objective, n_trials=trials - done, callbacks=[save_study_best],
                        catch=(), gc_after_trial=False)
-    write_best(study, None)
+    save_study_best(study, None)
     return study

@@ -9,8 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tandem.algos.impala import IMPALAConfig, Trajectory, make_impala
-from tests.algos.test_ppo import BOX, DISCRETE, _rollout, _textbook_a2c
+from tandem.algos.impala import IMPALAConfig, make_impala
+from tandem.core.types import Trajectory
+from tests.algos.test_ppo import BOX, DISCRETE, _rollout, _textbook_a2c, spec
 
 CFG = IMPALAConfig(hidden_sizes=(8, 8), ent_coef=0.01, anneal_lr=True)
 
@@ -29,7 +30,7 @@ def _close(a, b):
 def test_on_policy_impala_step_equals_a_textbook_a2c_step(action):
     # _rollout has a termination (env 0, t=1) and a truncation (env 1, t=3): V-trace must
     # stop at the first and bootstrap from the final observation's value at the second
-    fns = make_impala(CFG, 3, action)
+    fns = make_impala(CFG, spec(action))
     state = fns.init(jax.random.PRNGKey(0))
     ro = _rollout(action)
     tr = _on_policy(fns, state, ro)
@@ -47,13 +48,13 @@ def test_on_policy_impala_step_equals_a_textbook_a2c_step(action):
     assert fns.traces["update"] == 1  # a new rate is data, not a new compilation
 
     # without annealing the fraction is ignored
-    flat = make_impala(dataclasses.replace(CFG, anneal_lr=False), 3, action)
+    flat = make_impala(dataclasses.replace(CFG, anneal_lr=False), spec(action))
     same, _ = flat.update(state, tr, np.float32(0.25))
     _close(same.params, new.params)
 
 
 def test_off_policy_data_is_corrected_not_ignored():
-    fns = make_impala(CFG, 3, DISCRETE)
+    fns = make_impala(CFG, spec(DISCRETE))
     state = fns.init(jax.random.PRNGKey(0))
     ro = _rollout(DISCRETE)
     tr = _on_policy(fns, state, ro)

@@ -11,12 +11,12 @@ from tandem import DDPGConfig, DroQConfig, SACConfig, TD3Config, load, resume, t
 from tandem.algos import get_algo
 from tandem.algos.sac import q_values
 from tandem.algos.td3 import actor_loss, critic_loss
-from tandem.core.checkpoint import latest_checkpoint, load_checkpoint
 from tandem.core.nets import HyperDense, SimbaV2MLP
 from tandem.core.noise import exploration_noise
+from tandem.core.spaces import EnvSpec
 from tandem.core.types import Transition
-from tandem.envs.gym import make_env
-from tandem.host.offpolicy import new_learner, run_steps
+from tandem.run.checkpoint import latest_checkpoint, load_checkpoint
+from tests.conftest import advance, host_driver
 from tests.envs import line_env
 
 OBS, ACT, B = 2, 1, 8
@@ -34,7 +34,7 @@ FAMILY = {"td3": TD3_TINY, "ddpg-ou": DDPG_TINY, "droq": DROQ_TINY, "sac-simbav2
 
 
 def _fns(cfg, obs_dim=OBS, act_dim=ACT):
-    return get_algo(cfg.algo).make_fns(cfg, obs_dim, act_dim)
+    return get_algo(cfg.algo).build(cfg, EnvSpec.box(obs_dim, act_dim))
 
 
 def _batch(key, lead=(B,), terminated=None):
@@ -240,14 +240,7 @@ def test_simbav2_needs_equal_widths():
 
 
 # ----------------------------------------------------------------------------- drivers
-def _learner(cfg, env, seed=0):
-    info = make_env(env)
-    return new_learner(cfg, info, _fns(cfg, info.obs_dim, info.action_dim), seed=seed)
-
-
-def _advance(ln, until):
-    noop = lambda *a: None  # noqa: E731
-    run_steps(ln, until, noop, noop, noop)
+_learner, _advance = host_driver, advance
 
 
 @pytest.mark.parametrize("name", list(FAMILY))
@@ -271,7 +264,7 @@ def test_ou_noise_state_resets_each_episode():
     _advance(ln, 89)
     assert np.any(np.asarray(ln.noise) != 0)
     _advance(ln, 90)  # step 90 ends the third episode
-    assert ln.host.episode == 3 and not np.any(np.asarray(ln.noise) != 0)
+    assert ln.episode == 3 and not np.any(np.asarray(ln.noise) != 0)
 
 
 def _arrays(run_dir):
@@ -297,10 +290,9 @@ def test_exact_resume_and_save_load(tmp_path, name):
 
 def test_td3_checkpoint_is_refused_by_sac(tmp_path):
     from tandem import CheckpointError
-    from tandem.core.checkpoint import save_checkpoint
-    from tandem.host.offpolicy import learner_arrays, learner_meta
-    ln = _learner(TD3_TINY, line_env())
-    save_checkpoint(tmp_path / "c", algo="td3", step=0, arrays=learner_arrays(ln),
-                    meta=learner_meta(ln), keep=1)
+    from tandem.run.checkpoint import save_checkpoint
+    snap = _learner(TD3_TINY, line_env()).snapshot()
+    save_checkpoint(tmp_path / "c", algo="td3", step=0, arrays=snap.arrays, meta=snap.meta,
+                    keep=1, stores=snap.stores)
     with pytest.raises(CheckpointError, match="td3"):
         load_checkpoint(latest_checkpoint(tmp_path), expect_algo="sac")

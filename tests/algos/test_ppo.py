@@ -14,13 +14,15 @@ import pytest
 
 from tandem import A2CConfig, PPOConfig, load, resume, train
 from tandem.algos.ppo import Batch, make_ppo, ppo_loss
-from tandem.core.types import ActionSpace, Rollout
+from tandem.core.spaces import EnvSpec, Space
+from tandem.core.types import Rollout
 from tandem.envs.gym import make_env
 from tandem.errors import CheckpointError, ConfigError
-from tandem.host import onpolicy
+from tandem.host.onpolicy import OnPolicyDriver
+from tandem.run.driver import Control
 from tests.envs import line_env
 
-BOX, DISCRETE = ActionSpace("box", 2), ActionSpace("discrete", 1, (3,))
+BOX, DISCRETE = Space.box((2,), low=-1, high=1), Space.discrete(3)
 SMALL = dict(n_envs=2, n_steps=16, hidden_sizes=(16, 16), eval_episodes=1, log_every=32,
              checkpoint_every=0)
 TINY_PPO = PPOConfig(n_epochs=2, n_minibatches=2, **SMALL)
@@ -30,7 +32,11 @@ if LINE5 not in gym.registry:
                  kwargs={"terminate": False})
 
 
-def _rollout(action: ActionSpace, T=5, N=2, obs_dim=3, seed=0) -> Rollout:
+def spec(action: Space, obs_dim=3) -> EnvSpec:
+    return EnvSpec(Space.box((obs_dim,)), action)
+
+
+def _rollout(action: Space, T=5, N=2, obs_dim=3, seed=0) -> Rollout:
     rng = np.random.default_rng(seed)
     obs = rng.normal(size=(T, N, obs_dim)).astype(np.float32)
     if action.kind == "box":
@@ -87,7 +93,7 @@ def _textbook_a2c(params, nets, cfg, ro: Rollout):
 @pytest.mark.parametrize("action", [BOX, DISCRETE], ids=["box", "discrete"])
 def test_a2c_configuration_of_ppo_equals_a_textbook_a2c_step(action):
     cfg = A2CConfig(n_envs=2, hidden_sizes=(8, 8), ent_coef=0.01)
-    fns = make_ppo(cfg, 3, action)
+    fns = make_ppo(cfg, spec(action))
     state = fns.init(jax.random.PRNGKey(0))
     ro = _rollout(action)
     new, _ = fns.update(state, ro, 1.0)
@@ -95,7 +101,7 @@ def test_a2c_configuration_of_ppo_equals_a_textbook_a2c_step(action):
     jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(x, y, rtol=2e-5, atol=1e-6),
                            new.params, want)
     # and PPO's own defaults (clipping, 4 epochs, normalised advantages) give another result
-    ppo = make_ppo(dataclasses.replace(cfg, n_epochs=4, clip_coef=0.2, norm_adv=True), 3, action)
+    ppo = make_ppo(dataclasses.replace(cfg, n_epochs=4, clip_coef=0.2, norm_adv=True), spec(action))
     other, _ = ppo.update(ppo.init(jax.random.PRNGKey(0)), ro, 1.0)
     diff = jax.tree_util.tree_map(lambda x, y: float(jnp.max(jnp.abs(x - y))), other.params, want)
     assert max(jax.tree_util.tree_leaves(diff)) > 1e-4
@@ -103,7 +109,7 @@ def test_a2c_configuration_of_ppo_equals_a_textbook_a2c_step(action):
 
 def test_clipped_surrogate_has_no_gradient_outside_the_trust_region():
     cfg = PPOConfig(hidden_sizes=(8, 8), norm_adv=False, vf_coef=0.0, ent_coef=0.0)
-    fns = make_ppo(cfg, 3, DISCRETE)
+    fns = make_ppo(cfg, spec(DISCRETE))
     params = fns.init(jax.random.PRNGKey(0)).params
     obs = jnp.ones((4, 3))
     act = jnp.array([0, 1, 2, 0])
@@ -120,7 +126,7 @@ def test_clipped_surrogate_has_no_gradient_outside_the_trust_region():
 
 def test_value_clipping_and_learning_rate_annealing():
     cfg = dataclasses.replace(TINY_PPO, clip_vloss=True, anneal_lr=True)
-    fns = make_ppo(cfg, 3, BOX)
+    fns = make_ppo(cfg, spec(BOX))
     state = fns.init(jax.random.PRNGKey(0))
     _, m = fns.update(state, _rollout(BOX, T=16), 0.25)
     assert float(m["train/learning_rate"]) == pytest.approx(0.25 * cfg.learning_rate)
@@ -139,12 +145,13 @@ def test_host_rollout_keeps_final_obs_and_separates_truncation():
     # LineEnv without termination, 5-step time limit; obs[1] is the step count, so a final
     # observation (t=5) is told apart from the next episode's first one (t=0).
     cfg = dataclasses.replace(TINY_PPO, n_envs=2, n_steps=7)
-    info = make_env(LINE5, "ppo")
-    fns = make_ppo(cfg, info.obs_dim, ActionSpace.from_json(info.spec_json()))
+    genv = make_env(LINE5, "ppo", ("Box",))
+    fns = make_ppo(cfg, genv.spec)
     seen = []
     spy = fns._replace(update=lambda s, ro, f: (seen.append(jax.device_get(ro)) or s, {}))
-    ln = onpolicy.new_learner(cfg, info, spy, 0, LINE5, None)
-    onpolicy.run_steps(ln, 14, lambda *a: None, lambda *a: None, lambda *a: None)
+    ln = OnPolicyDriver(cfg, genv, spy, 0, "ppo")
+    ln.start()
+    ln.advance(14, Control(14))
     ro = seen[0]
     np.testing.assert_array_equal(ro.done[:, 0], [0, 0, 0, 0, 1, 0, 0])
     np.testing.assert_array_equal(ro.terminated, 0)  # a time limit is not a terminal state
@@ -182,7 +189,7 @@ def test_deterministic_and_compiled_once(tmp_path, name):
     b = train(cfg, env, steps=96, seed=3, out=tmp_path / "b", progress=False)
     c = train(cfg, env, steps=64, seed=4, out=tmp_path / "c", progress=False)
     fns = onpolicy_fns(cfg, env)
-    assert fns.traces["update"] == 1 and fns.traces["sample"] == 1  # any length, any seed
+    assert fns.traces["update"] == 1 and fns.traces["explore"] == 1  # any length, any seed
     a2 = train(cfg, env, steps=64, seed=3, out=tmp_path / "a2", progress=False)
     same = jax.tree_util.tree_map(np.array_equal, a.state.params, a2.state.params)
     assert all(jax.tree_util.tree_leaves(same))
@@ -193,8 +200,7 @@ def test_deterministic_and_compiled_once(tmp_path, name):
 
 
 def onpolicy_fns(cfg, env):
-    info = make_env(env, cfg.algo)
-    return make_ppo(cfg, info.obs_dim, ActionSpace.from_json(info.spec_json()))
+    return make_ppo(cfg, make_env(env, cfg.algo, ("Box", "Discrete")).spec)
 
 
 @pytest.mark.parametrize("name", list(CASES))

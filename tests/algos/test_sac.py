@@ -7,14 +7,14 @@ import pytest
 
 from tandem import load, resume, train
 from tandem.algos.sac import actor_loss, alpha_loss, critic_loss, make_sac
-from tandem.core.checkpoint import latest_checkpoint, load_checkpoint
+from tandem.core.spaces import EnvSpec
 from tandem.core.types import Transition
-from tandem.envs.gym import make_env
-from tandem.host.offpolicy import new_learner, run_steps
-from tests.conftest import TINY
+from tandem.run.checkpoint import latest_checkpoint, load_checkpoint
+from tests.conftest import TINY, advance, host_driver
 from tests.envs import DictObsEnv, line_env
 
 OBS, ACT, B = 2, 1, 8  # the shapes of tests.envs.LineEnv, so compiled code is shared
+SPEC = EnvSpec.box(OBS, ACT)
 
 
 def _batch(key, lead=(B,)):
@@ -32,7 +32,7 @@ def _nonzero(tree):
 
 @pytest.fixture(scope="module")
 def fns():
-    return make_sac(TINY, OBS, ACT)
+    return make_sac(TINY, SPEC)
 
 
 def test_critic_loss_moves_only_the_critic(fns):
@@ -78,7 +78,7 @@ def test_update_targets_follow_polyak_and_counts(fns):
 def test_zero_learning_rate_isolates_networks():
     # With the actor's learning rate at 0 the actor stays put while the critic learns.
     cfg = TINY.replace(actor_lr=1e-30, alpha_lr=1e-30)
-    f = make_sac(cfg, OBS, ACT)
+    f = make_sac(cfg, SPEC)
     s0 = f.init(jax.random.PRNGKey(0))
     s1, _ = f.update_many(s0, _batch(jax.random.PRNGKey(1), (2, B)))
     for a, b in zip(jax.tree_util.tree_leaves(s0.actor_params),
@@ -89,14 +89,11 @@ def test_zero_learning_rate_isolates_networks():
 
 
 def _learner(env, seed=0):
-    """A host learner on ``env`` with the shared tiny config (compiled code is reused)."""
-    info = make_env(env)
-    return new_learner(TINY, info, make_sac(TINY, info.obs_dim, info.action_dim), seed=seed)
+    """A host driver on ``env`` with the shared tiny config (compiled code is reused)."""
+    return host_driver(TINY, env, seed)
 
 
-def _advance(ln, until):
-    noop = lambda *a: None  # noqa: E731
-    run_steps(ln, until, noop, noop, noop)
+_advance = advance
 
 
 def test_no_retrace_across_chunks():
@@ -128,7 +125,7 @@ def test_truncation_keeps_bootstrap_and_final_obs():
     ln = _learner(line_env(max_steps=20, terminate=False))
     _advance(ln, 60)
     d = ln.replay.data
-    assert ln.host.episode == 3
+    assert ln.episode == 3
     assert not d["terminated"][:60].any()
     np.testing.assert_array_equal(d["next_obs"][:60, 1], np.tile(np.arange(1, 21), 3))
     np.testing.assert_array_equal(d["obs"][:60, 1], np.tile(np.arange(0, 20), 3))
@@ -172,7 +169,7 @@ def test_dict_observations_are_flattened_for_training_and_deployment(tmp_path):
     a = load(tmp_path / "r").act(raw)
     assert a.shape == (1,) and np.isfinite(a).all()
     np.testing.assert_array_equal(a, run.policy.act(raw))
-    assert run.policy.obs_layout["type"] == "dict"
+    assert run.policy.spec.obs.kind == "dict"
 
 
 def gym_time_limit(env, n=20):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tandem import PPOConfig, SACConfig
-from tandem.compiled.run import _Program, _keys
+from tandem.compiled.driver import Program as _Program, _keys
 from tandem.core.nets import orthogonal
 from tandem.envs.jaxenv import make_jax_env
 

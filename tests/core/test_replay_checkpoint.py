@@ -6,10 +6,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tandem.core.checkpoint import (FORMAT_VERSION, flatten_pytree, latest_checkpoint,
-                                    load_checkpoint, restore_pytree, save_checkpoint)
+from tandem.core.pytree import flatten_pytree, restore_pytree
 from tandem.core.replay import HostReplay
+from tandem.core.spaces import Space
 from tandem.errors import CheckpointError
+from tandem.run.checkpoint import (FORMAT_VERSION, Segmented, latest_checkpoint, load_checkpoint,
+                                   save_checkpoint, store_meta)
+
+BOX2 = Space.box((2,))
 
 
 def _fill(buf, n, start=0):
@@ -18,7 +22,7 @@ def _fill(buf, n, start=0):
 
 
 def test_replay_ring_wraps_and_samples_shapes():
-    buf = HostReplay(capacity=5, obs_dim=2, action_dim=1)
+    buf = HostReplay(capacity=5, obs_space=BOX2, action_dim=1)
     _fill(buf, 7)  # 0..6 -> slots hold 5, 6, 2, 3, 4
     assert buf.size == 5 and buf.pos == 2
     np.testing.assert_array_equal(buf.data["reward"], [5, 6, 2, 3, 4])
@@ -31,9 +35,11 @@ def test_replay_ring_wraps_and_samples_shapes():
 
 
 def test_replay_state_round_trip_samples_identically():
-    buf = HostReplay(capacity=8, obs_dim=2, action_dim=1)
+    buf = HostReplay(capacity=8, obs_space=BOX2, action_dim=1)
     _fill(buf, 6)
-    clone = HostReplay.from_state(buf.state_meta(), buf.state_arrays(), 2, 1, buf.capacity)
+    clone = HostReplay(8, BOX2, 1)
+    rows = {f"replay/{k}": v for k, v in buf.rows(0, buf.count).items()}
+    clone.restore(rows, {"count": buf.count, "capacity": 8})
     a = buf.sample(np.random.default_rng(3), 2, 5)
     b = clone.sample(np.random.default_rng(3), 2, 5)
     for x, y in zip(a, b):

@@ -1,59 +1,67 @@
-"""Algorithm registry: name -> config class, builder, and the action spaces it accepts."""
+"""Algorithm registry: name -> where its config and builder live, the action spaces it
+accepts and the kind of driver that trains it.
+
+The registry holds names, not modules: an algorithm's module is imported the first time its
+config or builder is asked for, so listing algorithms (``tandem --help``) imports none of
+them, and ``tandem config sac`` imports SAC's file only.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+import importlib
+from typing import Any
+
+from tandem.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
 class AlgoSpec:
     name: str
-    config_cls: type
-    make_fns: Callable[..., Any]
-    action_spaces: tuple[str, ...]
-    driver: str  # which driver trains it: "offpolicy", "onpolicy" or "impala" (Ray workers)
+    module: str                     # "tandem.algos.sac"
+    config_name: str                # "SACConfig"
+    builder_name: str               # "make_sac": (config, EnvSpec) -> AgentFns
+    action_spaces: tuple[str, ...]  # Gymnasium action-space class names it can drive
+    driver: str  # "offpolicy" (replay), "onpolicy" (rollouts) or "impala" (Ray workers)
 
-    def build(self, cfg, env_spec: dict):
-        """The algorithm's functions for a run's ``env_spec`` (obs_dim, action space)."""
-        if self.driver in ("onpolicy", "impala"):
-            from tandem.core.types import ActionSpace
-            return self.make_fns(cfg, int(env_spec["obs_dim"]), ActionSpace.from_json(env_spec))
-        return self.make_fns(cfg, int(env_spec["obs_dim"]), int(env_spec["action_dim"]))
+    @property
+    def config_cls(self) -> type:
+        return getattr(importlib.import_module(self.module), self.config_name)
+
+    def build(self, cfg, spec) -> Any:
+        """The algorithm's functions (:class:`tandem.core.agent.AgentFns`) for ``cfg`` on an
+        env described by ``spec`` (:class:`tandem.core.spaces.EnvSpec`)."""
+        return getattr(importlib.import_module(self.module), self.builder_name)(cfg, spec)
 
 
 ON_POLICY_SPACES = ("Box", "Discrete", "MultiDiscrete")
 
-
-def _registry() -> dict[str, AlgoSpec]:
-    from tandem.algos.ddpg import DDPGConfig, make_ddpg
-    from tandem.algos.droq import DroQConfig, make_droq
-    from tandem.algos.impala import IMPALAConfig, make_impala
-    from tandem.algos.ppo import A2CConfig, PPOConfig, make_ppo
-    from tandem.algos.sac import SACConfig, make_sac
-    from tandem.algos.td3 import TD3Config, make_td3
-    return {
-        "sac": AlgoSpec("sac", SACConfig, make_sac, ("Box",), "offpolicy"),
-        "droq": AlgoSpec("droq", DroQConfig, make_droq, ("Box",), "offpolicy"),
-        "td3": AlgoSpec("td3", TD3Config, make_td3, ("Box",), "offpolicy"),
-        "ddpg": AlgoSpec("ddpg", DDPGConfig, make_ddpg, ("Box",), "offpolicy"),
-        "ppo": AlgoSpec("ppo", PPOConfig, make_ppo, ON_POLICY_SPACES, "onpolicy"),
-        "a2c": AlgoSpec("a2c", A2CConfig, make_ppo, ON_POLICY_SPACES, "onpolicy"),
-        "impala": AlgoSpec("impala", IMPALAConfig, make_impala, ON_POLICY_SPACES, "impala"),
-    }
+_REGISTRY = {s.name: s for s in (
+    AlgoSpec("sac", "tandem.algos.sac", "SACConfig", "make_sac", ("Box",), "offpolicy"),
+    # DroQ is SAC with dropout critics and a high update-to-data ratio: a SAC configuration
+    AlgoSpec("droq", "tandem.algos.sac", "DroQConfig", "make_sac", ("Box",), "offpolicy"),
+    AlgoSpec("td3", "tandem.algos.td3", "TD3Config", "make_td3", ("Box",), "offpolicy"),
+    # DDPG is TD3 with its three additions off: a TD3 configuration
+    AlgoSpec("ddpg", "tandem.algos.td3", "DDPGConfig", "make_td3", ("Box",), "offpolicy"),
+    AlgoSpec("ppo", "tandem.algos.ppo", "PPOConfig", "make_ppo", ON_POLICY_SPACES, "onpolicy"),
+    AlgoSpec("a2c", "tandem.algos.ppo", "A2CConfig", "make_ppo", ON_POLICY_SPACES, "onpolicy"),
+    AlgoSpec("impala", "tandem.algos.impala", "IMPALAConfig", "make_impala", ON_POLICY_SPACES,
+             "impala"),
+)}
 
 
 def get_algo(name: str) -> AlgoSpec:
-    from tandem.errors import ConfigError
-    reg = _registry()
-    if name not in reg:
-        raise ConfigError(f"unknown algorithm '{name}'; available: {', '.join(sorted(reg))}")
-    return reg[name]
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown algorithm '{name}'; available: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
 
 
 def algo_names() -> list[str]:
-    return sorted(_registry())
+    return sorted(_REGISTRY)
 
 
-def algos_for_action_space(space_name: str) -> list[str]:
-    return [n for n, s in _registry().items() if space_name in s.action_spaces]
+def algos_for_action_space(space_name: str, compiled: bool = False) -> list[str]:
+    """Algorithms that can drive an env with this action space (``compiled``: only those that
+    also run as one compiled program on a JAX-native env)."""
+    return sorted(n for n, s in _REGISTRY.items() if space_name in s.action_spaces
+                  and not (compiled and s.driver == "impala"))

@@ -2,7 +2,8 @@
 corrects for the lag with V-trace.
 
 Read top to bottom: config -> state -> loss -> update -> policy -> make_impala. The actor and
-critic are PPO's networks (separate MLPs; Gaussian, Categorical or MultiCategorical heads).
+critic are the on-policy modules of ``tandem.core.policies`` that PPO uses too (separate
+MLPs; Gaussian, Categorical or MultiCategorical heads).
 The distributed loop (Ray rollout workers, parameter broadcast, lag accounting, worker
 restarts) lives in ``tandem.distributed.impala``; this file only holds pure functions.
 
@@ -16,18 +17,21 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from tandem.algos.ppo import PPOActor, PPOCritic
-from tandem.config import Config, choice, log_uniform, param, ray_param
+from tandem.config import Config, choice, log_uniform, param
+from tandem.core.agent import AgentFns, agent
 from tandem.core.distributions import Normal
 from tandem.core.optim import annealable_optimizer, with_learning_rate
+from tandem.core.policies import PolicyHead, ValueCritic
 from tandem.core.returns import vtrace
-from tandem.core.types import ActionSpace, Rollout
+from tandem.core.spaces import EnvSpec, zeros
+from tandem.core.types import Trajectory
+from tandem.errors import ConfigError
 
 
 # ============================================================================ config
@@ -42,13 +46,12 @@ class IMPALAConfig(Config):
 
     algo = "impala"
 
-    workers: int = param(2, "Ray rollout actors, each a process stepping its own envs "
-                         "(also --workers)", ge=1)
     envs_per_worker: int = param(4, "Gymnasium envs stepped together in each worker "
                                  "(one batched policy call per step)", ge=1)
     n_steps: int = param(5, "unroll length: env steps per env in one worker trajectory",
                          ge=1)
-    rollouts_per_update: int = param(2, "worker trajectories in one learner batch", ge=1)
+    rollouts_per_update: int = param(2, "worker trajectories in one learner batch", ge=1,
+                                     compiled=False)
     gamma: float = param(0.99, "discount factor", ge=0.0, le=1.0)
     vtrace_lambda: float = param(1.0, "lambda of V-trace's traces c_t (1: the paper's)",
                                  ge=0.0, le=1.0)
@@ -75,13 +78,10 @@ class IMPALAConfig(Config):
     activation: str = param("tanh", "hidden activation", choices=("relu", "tanh", "elu",
                                                                   "gelu", "silu"))
     log_std_init: float = param(0.0, "initial log std of Gaussian actions (state-independent)")
-    log_every: int = param(10_000, "env steps between metric log lines (at the next update)",
-                           ge=1)
-    checkpoint_every: int = param(100_000, "env steps between checkpoints, at the next update "
-                                  "(0: only at the end)", ge=0)
-    keep_checkpoints: int = param(3, "how many recent checkpoints to keep", ge=1)
-    ray_address: str | None = ray_param("address")
-    worker_cpus: float = ray_param("cpus")
+
+    # IMPALA always has rollout workers (--workers); logs and checkpoints fall at updates
+    settings_defaults: ClassVar[dict] = {"workers": 2, "log_every": 10_000,
+                                         "checkpoint_every": 100_000}
 
     search_space: ClassVar[dict] = {
         "learning_rate": log_uniform(1e-5, 3e-3),
@@ -92,13 +92,11 @@ class IMPALAConfig(Config):
         "max_grad_norm": choice(0.5, 5.0, 40.0),
     }
 
-    HOST_FIELDS = ("workers", "rollouts_per_update", "eval_episodes", "eval_every",
-                   "keep_best", "log_every", "checkpoint_every", "keep_checkpoints",
-                   "ray_address", "worker_cpus")
-
-    def compile_key(self) -> "IMPALAConfig":
-        defaults = type(self)()
-        return self.replace(**{k: getattr(defaults, k) for k in self.HOST_FIELDS})
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.settings.workers < 1:
+            raise ConfigError(f"IMPALAConfig.workers={self.settings.workers} is out of range: "
+                              "IMPALA needs at least 1 rollout worker")
 
 
 # ============================================================================ state
@@ -106,14 +104,6 @@ class IMPALAState(NamedTuple):
     params: Any         # {"actor": ..., "critic": ...}
     opt_state: Any
     updates: jax.Array  # [] int32 learner updates so far (the policy version)
-
-
-class Trajectory(NamedTuple):
-    """Worker trajectories side by side: the on-policy ``Rollout`` [T, B] plus the behaviour
-    policy's log-probability of each action [T, B]."""
-
-    rollout: Rollout
-    behaviour_logp: jax.Array
 
 
 # ============================================================================ loss
@@ -124,8 +114,8 @@ def impala_loss(params, nets: "Nets", cfg: IMPALAConfig, tr: Trajectory
     ro = tr.rollout
     dist = nets.actor.apply(params["actor"], ro.obs)
     logp = dist.log_prob(ro.action)                                   # [T, B]
-    values = nets.critic.apply(params["critic"],
-                               jnp.concatenate([ro.obs, ro.last_obs[None]]))  # [T + 1, B]
+    values = nets.critic.apply(params["critic"], jax.tree_util.tree_map(
+        lambda o, last: jnp.concatenate([o, last[None]]), ro.obs, ro.last_obs))  # [T + 1, B]
     final_values = nets.critic.apply(params["critic"], ro.final_obs)   # [T, B]
     next_values = jnp.where(ro.done > 0, final_values, values[1:])
     log_rho = jax.lax.stop_gradient(logp) - tr.behaviour_logp
@@ -145,15 +135,16 @@ def impala_loss(params, nets: "Nets", cfg: IMPALAConfig, tr: Trajectory
 
 # ============================================================================ update
 class Nets(NamedTuple):
-    actor: PPOActor
-    critic: PPOCritic
+    actor: PolicyHead
+    critic: ValueCritic
     tx: optax.GradientTransformation
 
 
-def make_nets(cfg: IMPALAConfig, action: ActionSpace) -> Nets:
-    tx = annealable_optimizer(cfg)
-    return Nets(PPOActor(cfg.hidden_sizes, action, cfg.activation, cfg.log_std_init),
-                PPOCritic(cfg.hidden_sizes, cfg.activation), tx)
+def make_nets(cfg: IMPALAConfig, spec: EnvSpec) -> Nets:
+    return Nets(PolicyHead(cfg.hidden_sizes, spec.action, cfg.activation, cfg.log_std_init,
+                           spec.obs),
+                ValueCritic(cfg.hidden_sizes, cfg.activation, spec.obs),
+                annealable_optimizer(cfg))
 
 
 def update(state: IMPALAState, tr: Trajectory, lr_frac: jax.Array, nets: Nets,
@@ -172,64 +163,45 @@ def update(state: IMPALAState, tr: Trajectory, lr_frac: jax.Array, nets: Nets,
 
 
 # ============================================================================ policy
-def sample_action(params, obs: jax.Array, key: jax.Array, step: jax.Array, nets: Nets
-                  ) -> tuple[jax.Array, jax.Array]:
-    """Behaviour action for obs [N, obs_dim] and its log-probability [N] (what V-trace needs
-    from the actor); raw Gaussian samples for Box actions, as in PPO."""
+def explore(params, obs_stats, obs, key: jax.Array, step: jax.Array, carry, nets: Nets
+            ) -> tuple[jax.Array, Any, jax.Array]:
+    """Behaviour action for obs [N, *obs] and its log-probability [N] (what V-trace needs
+    from the actor); raw Gaussian samples for Box actions, as in PPO. (IMPALA does not
+    normalise observations; ``obs_stats`` is always None.)"""
     dist = nets.actor.apply(params, obs)
     a = dist.sample(jax.random.fold_in(key, step))
-    return a, dist.log_prob(a)
+    return a, carry, dist.log_prob(a)
 
 
-def act(params, obs_stats, obs: jax.Array, nets: Nets) -> jax.Array:
-    """Deterministic action: the clipped Gaussian mean, or the most likely discrete action.
-    (IMPALA does not normalise observations; ``obs_stats`` is always None.)"""
+def act(params, obs_stats, obs, nets: Nets) -> jax.Array:
+    """Deterministic action: the clipped Gaussian mean, or the most likely discrete action."""
     dist = nets.actor.apply(params, obs)
     if isinstance(dist, Normal):
         return jnp.clip(dist.loc, -1.0, 1.0)
     return dist.mode()
 
 
-class IMPALAFns(NamedTuple):
-    init: Callable[[jax.Array], IMPALAState]
-    update: Callable[..., tuple[IMPALAState, dict]]
-    sample: Callable[..., tuple[jax.Array, jax.Array]]
-    act: Callable[..., jax.Array]
-    policy_params: Callable[[IMPALAState], Any]
-    nets: Nets
-    action: ActionSpace
-    traces: dict
+# ============================================================================ assembly
+def init_state(nets: Nets, spec: EnvSpec, key: jax.Array) -> IMPALAState:
+    k_actor, k_critic = jax.random.split(key)
+    dummy = zeros(spec.obs, (1,))
+    params = {"actor": nets.actor.init(k_actor, dummy),
+              "critic": nets.critic.init(k_critic, dummy)}
+    return IMPALAState(params, nets.tx.init(params), jnp.zeros((), jnp.int32))
 
 
-def make_impala(cfg: IMPALAConfig, obs_dim: int, action: ActionSpace) -> IMPALAFns:
-    """IMPALA's jitted functions for one (config, obs_dim, action space), cached: configs
+def make_impala(cfg: IMPALAConfig, spec: EnvSpec) -> AgentFns:
+    """IMPALA's jitted functions for ``cfg`` on an env described by ``spec``, cached: configs
     that differ only in driver fields (workers, Ray, logging) share one compilation."""
-    return _make_impala(cfg.compile_key(), obs_dim, action)
+    return _make_impala(cfg.compile_key(), spec)
 
 
 @functools.lru_cache(maxsize=16)
-def _make_impala(cfg: IMPALAConfig, obs_dim: int, action: ActionSpace) -> IMPALAFns:
-    nets = make_nets(cfg, action)
-    traces = {"update": 0, "sample": 0, "act": 0}
-
-    def init(key: jax.Array) -> IMPALAState:
-        k_actor, k_critic = jax.random.split(key)
-        dummy = jnp.zeros((1, obs_dim), jnp.float32)
-        params = {"actor": nets.actor.init(k_actor, dummy),
-                  "critic": nets.critic.init(k_critic, dummy)}
-        return IMPALAState(params, nets.tx.init(params), jnp.zeros((), jnp.int32))
-
-    def update_(state, tr, lr_frac):
-        traces["update"] += 1
-        return update(state, tr, lr_frac, nets, cfg)
-
-    def sample_(params, obs, key, step):
-        traces["sample"] += 1
-        return sample_action(params, obs, key, step, nets)
-
-    def act_(params, obs_stats, obs):
-        traces["act"] += 1
-        return act(params, obs_stats, obs, nets)
-
-    return IMPALAFns(jax.jit(init), jax.jit(update_), jax.jit(sample_), jax.jit(act_),
-                     lambda state: state.params["actor"], nets, action, traces)
+def _make_impala(cfg: IMPALAConfig, spec: EnvSpec) -> AgentFns:
+    nets = make_nets(cfg, spec)
+    return agent(init=functools.partial(init_state, nets, spec),
+                 update=functools.partial(update, nets=nets, cfg=cfg),
+                 explore=functools.partial(explore, nets=nets),
+                 act=functools.partial(act, nets=nets),
+                 policy_params=lambda state: state.params["actor"], nets=nets, spec=spec,
+                 scan_updates=False)

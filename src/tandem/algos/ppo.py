@@ -1,9 +1,8 @@
 """Proximal Policy Optimization (Schulman et al., 2017), and A2C as one of its configurations.
 
 Read top to bottom: config -> networks -> state -> loss -> update -> policy -> make_ppo.
-The env loops live in ``tandem.host.onpolicy`` (Gymnasium vector envs) and
-``tandem.compiled.onpolicy`` (gymnax, the whole loop as one program); this file only holds
-pure functions.
+The drivers (``tandem.host.onpolicy``: Gymnasium vector envs; ``tandem.compiled``: the whole
+loop as one program) run the env loops; this file only holds pure functions.
 
 A2C (Mnih et al., 2016, synchronous form) is not a second implementation: with one epoch, one
 minibatch and no clipping, the first and only gradient step of PPO is taken at ratio 1, where
@@ -17,20 +16,21 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
 from tandem.config import Config, choice, log_uniform, param
-from tandem.core.distributions import Categorical, MultiCategorical, Normal
-from tandem.core.nets import MLP
+from tandem.core.agent import AgentFns, agent
+from tandem.core.distributions import Normal
 from tandem.core.normalize import normalize_obs
 from tandem.core.optim import annealable_optimizer, with_learning_rate
+from tandem.core.policies import PolicyHead, ValueCritic
 from tandem.core.returns import gae
-from tandem.core.types import ActionSpace, ObsStats, Rollout
+from tandem.core.spaces import EnvSpec, zeros
+from tandem.core.types import ObsStats, Rollout
 from tandem.errors import ConfigError
 
 
@@ -47,7 +47,8 @@ class PPOConfig(Config):
     n_steps: int = param(128, "env steps per env in one rollout (a rollout has n_envs x "
                          "n_steps transitions)", ge=1)
     vec_env: str = param("sync", "Gymnasium vector env: sync (one process) or async (one "
-                         "subprocess per env; pays off for slow envs)", choices=("sync", "async"))
+                         "subprocess per env; pays off for slow envs)", choices=("sync", "async"),
+                         compiled=False)
     gamma: float = param(0.99, "discount factor", ge=0.0, le=1.0)
     gae_lambda: float = param(0.95, "GAE lambda (1: Monte-Carlo-like n-step advantages)",
                               ge=0.0, le=1.0)
@@ -79,11 +80,9 @@ class PPOConfig(Config):
                                 "(saved with the policy)")
     normalize_reward: bool = param(False, "divide rewards by the running std of the "
                                    "discounted return (SB3 VecNormalize), clipped to 10")
-    log_every: int = param(10_000, "env steps between metric log lines (at the next rollout "
-                           "end)", ge=1)
-    checkpoint_every: int = param(100_000, "env steps between checkpoints, taken at the next "
-                                  "rollout end (0: only at the end)", ge=0)
-    keep_checkpoints: int = param(3, "how many recent checkpoints to keep", ge=1)
+
+    # log lines and checkpoints fall at the end of the rollout that reaches each multiple
+    settings_defaults: ClassVar[dict] = {"log_every": 10_000, "checkpoint_every": 100_000}
 
     # `tandem tune ppo` (RL Zoo's PPO ranges, narrowed; n_steps x n_envs stays divisible by
     # every n_minibatches choice when n_steps is a multiple of 8).
@@ -99,10 +98,6 @@ class PPOConfig(Config):
         "max_grad_norm": choice(0.3, 0.5, 1.0, 5.0),
     }
 
-    # Fields that do not change the update or the rollout program (a compile-cache key).
-    HOST_FIELDS = ("vec_env", "eval_episodes", "eval_every", "keep_best", "log_every",
-                   "checkpoint_every", "keep_checkpoints")
-
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.batch_size % self.n_minibatches:
@@ -113,10 +108,6 @@ class PPOConfig(Config):
     def batch_size(self) -> int:
         """Transitions per rollout."""
         return self.n_envs * self.n_steps
-
-    def compile_key(self) -> "PPOConfig":
-        defaults = type(self)()
-        return self.replace(**{k: getattr(defaults, k) for k in self.HOST_FIELDS})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,9 +127,8 @@ class A2CConfig(PPOConfig):
     learning_rate: float = param(7e-4, "learning rate", gt=0.0, le=1.0)
     norm_adv: bool = param(False, "normalise advantages (A2C: off)")
     optimizer: str = param("rmsprop", "optimiser (A2C: rmsprop)", choices=("adam", "rmsprop"))
-    log_every: int = param(2_000, "env steps between metric log lines", ge=1)
-    checkpoint_every: int = param(20_000, "env steps between checkpoints (0: only at the "
-                                  "end)", ge=0)
+
+    settings_defaults: ClassVar[dict] = {"log_every": 2_000, "checkpoint_every": 20_000}
 
     # `tandem tune a2c` (RL Zoo's A2C ranges, narrowed): A2C's epochs, minibatches and (no)
     # clipping stay fixed.
@@ -155,49 +145,18 @@ class A2CConfig(PPOConfig):
 
 
 # ============================================================================ networks
-class PPOActor(nn.Module):
-    """obs -> action distribution: diagonal Gaussian with a state-independent log std (Box),
-    Categorical (Discrete) or independent Categoricals (MultiDiscrete)."""
-
-    hidden_sizes: tuple[int, ...]
-    action: ActionSpace
-    activation: str = "tanh"
-    log_std_init: float = 0.0
-
-    @nn.compact
-    def __call__(self, obs: jax.Array):
-        out_dim = self.action.dim if self.action.kind == "box" else sum(self.action.nvec)
-        # a small last layer: the initial policy is near uniform / near zero mean
-        out = MLP(self.hidden_sizes, out_dim, self.activation, out_scale=0.01,
-                  orthogonal=True)(obs)
-        if self.action.kind == "box":
-            log_std = self.param("log_std", nn.initializers.constant(self.log_std_init),
-                                 (self.action.dim,))
-            return Normal(out, jnp.broadcast_to(jnp.exp(log_std), out.shape))
-        if self.action.kind == "discrete":
-            return Categorical(out)
-        return MultiCategorical(out, self.action.nvec)
-
-
-class PPOCritic(nn.Module):
-    hidden_sizes: tuple[int, ...]
-    activation: str = "tanh"
-
-    @nn.compact
-    def __call__(self, obs: jax.Array) -> jax.Array:
-        return MLP(self.hidden_sizes, 1, self.activation, out_scale=1.0, orthogonal=True)(obs)[..., 0]
-
-
 class Nets(NamedTuple):
-    actor: PPOActor
-    critic: PPOCritic
+    actor: PolicyHead
+    critic: ValueCritic
     tx: optax.GradientTransformation
 
 
-def make_nets(cfg: PPOConfig, action: ActionSpace) -> Nets:
-    tx = annealable_optimizer(cfg)
-    return Nets(PPOActor(cfg.hidden_sizes, action, cfg.activation, cfg.log_std_init),
-                PPOCritic(cfg.hidden_sizes, cfg.activation), tx)
+def make_nets(cfg: PPOConfig, spec: EnvSpec) -> Nets:
+    """Separate actor and critic MLPs (orthogonal init) and the annealable optimiser."""
+    return Nets(PolicyHead(cfg.hidden_sizes, spec.action, cfg.activation, cfg.log_std_init,
+                           spec.obs),
+                ValueCritic(cfg.hidden_sizes, cfg.activation, spec.obs),
+                annealable_optimizer(cfg))
 
 
 # ============================================================================ state
@@ -212,7 +171,7 @@ class PPOState(NamedTuple):
 class Batch(NamedTuple):
     """Flat minibatch of transitions [B, ...] with the behaviour policy's quantities."""
 
-    obs: jax.Array
+    obs: Any
     action: jax.Array
     old_logp: jax.Array
     old_value: jax.Array
@@ -256,16 +215,16 @@ def prepare(params, nets: Nets, cfg: PPOConfig, ro: Rollout) -> Batch:
     """Rollout [T, N] -> flat batch [T * N]: behaviour log-probs and values (recomputed with the
     unchanged parameters), GAE advantages and value targets."""
     T, N = ro.reward.shape
-    values = nets.critic.apply(params["critic"],
-                               jnp.concatenate([ro.obs, ro.last_obs[None]]))  # [T + 1, N]
+    values = nets.critic.apply(params["critic"], jax.tree_util.tree_map(
+        lambda o, last: jnp.concatenate([o, last[None]]), ro.obs, ro.last_obs))  # [T + 1, N]
     final_values = nets.critic.apply(params["critic"], ro.final_obs)  # [T, N]
     next_values = jnp.where(ro.done > 0, final_values, values[1:])
     adv, target = gae(ro.reward, values[:-1], next_values, ro.terminated, ro.done,
                       cfg.gamma, cfg.gae_lambda)
     logp = nets.actor.apply(params["actor"], ro.obs).log_prob(ro.action)  # [T, N]
     flat = lambda x: x.reshape((T * N,) + x.shape[2:])  # noqa: E731
-    return Batch(flat(ro.obs), flat(ro.action), flat(logp), flat(values[:-1]), flat(adv),
-                 flat(target))
+    return Batch(jax.tree_util.tree_map(flat, ro.obs), flat(ro.action), flat(logp),
+                 flat(values[:-1]), flat(adv), flat(target))
 
 
 def update(state: PPOState, ro: Rollout, lr_frac: jax.Array, nets: Nets, cfg: PPOConfig
@@ -311,73 +270,49 @@ def update(state: PPOState, ro: Rollout, lr_frac: jax.Array, nets: Nets, cfg: PP
 
 
 # ============================================================================ policy
-def sample_action(params, obs: jax.Array, key: jax.Array, step: jax.Array, nets: Nets
-                  ) -> jax.Array:
-    """Behaviour action for (already normalised) obs [N, obs_dim]; the key is folded with the
-    env step, so no key state has to be carried or saved. Box actions are the raw Gaussian
-    samples (the driver clips them to [-1, 1] before scaling to the env's bounds)."""
-    return nets.actor.apply(params, obs).sample(jax.random.fold_in(key, step))
+def explore(params, obs_stats: ObsStats | None, obs, key: jax.Array, step: jax.Array, carry,
+            nets: Nets) -> tuple[jax.Array, Any, jax.Array]:
+    """Behaviour action for observations [N, *obs] and its log-probability [N]; the key is
+    folded with the env step, so no key state has to be carried or saved. The drivers pass
+    observations already normalised (they store them in the rollout) and no statistics. Box
+    actions are the raw Gaussian samples (the driver clips them to [-1, 1] before scaling to
+    the env's bounds)."""
+    dist = nets.actor.apply(params, normalize_obs(obs, obs_stats))
+    a = dist.sample(jax.random.fold_in(key, step))
+    return a, carry, dist.log_prob(a)
 
 
-def act(params, obs_stats: ObsStats | None, obs: jax.Array, nets: Nets) -> jax.Array:
-    """Deterministic action for raw obs [..., obs_dim]: the Gaussian mean clipped to [-1, 1],
-    or the most likely discrete action."""
+def act(params, obs_stats: ObsStats | None, obs, nets: Nets) -> jax.Array:
+    """Deterministic action for raw obs [..., *obs]: the Gaussian mean clipped to [-1, 1], or
+    the most likely discrete action."""
     dist = nets.actor.apply(params, normalize_obs(obs, obs_stats))
     if isinstance(dist, Normal):
         return jnp.clip(dist.loc, -1.0, 1.0)
     return dist.mode()
 
 
-class PPOFns(NamedTuple):
-    """Compiled entry points of PPO for one (config, obs_dim, action space). ``raw`` holds
-    the unjitted functions for the compiled loop."""
-
-    init: Callable[[jax.Array], PPOState]
-    update: Callable[..., tuple[PPOState, dict]]
-    sample: Callable[..., jax.Array]
-    act: Callable[..., jax.Array]
-    policy_params: Callable[[PPOState], Any]
-    nets: Nets
-    action: ActionSpace
-    traces: dict
-    raw: dict
+# ============================================================================ assembly
+def init_state(nets: Nets, spec: EnvSpec, key: jax.Array) -> PPOState:
+    k_actor, k_critic, k_state = jax.random.split(key, 3)
+    dummy = zeros(spec.obs, (1,))
+    params = {"actor": nets.actor.init(k_actor, dummy),
+              "critic": nets.critic.init(k_critic, dummy)}
+    return PPOState(params, nets.tx.init(params), k_state, jnp.zeros((), jnp.int32))
 
 
-def make_ppo(cfg: PPOConfig, obs_dim: int, action: ActionSpace) -> PPOFns:
-    """PPO's pure functions and their jitted versions for one (config, obs_dim, action
-    space), cached: configs that differ only in host-side fields share one compilation."""
-    return _make_ppo(cfg.compile_key(), obs_dim, action)
+def make_ppo(cfg: PPOConfig, spec: EnvSpec) -> AgentFns:
+    """PPO's (or A2C's) functions, jitted, for ``cfg`` on an env described by ``spec``;
+    cached: configs that differ only in fields that do not shape the compiled code share one
+    compilation."""
+    return _make_ppo(cfg.compile_key(), spec)
 
 
 @functools.lru_cache(maxsize=32)
-def _make_ppo(cfg: PPOConfig, obs_dim: int, action: ActionSpace) -> PPOFns:
-    nets = make_nets(cfg, action)
-    traces = {"update": 0, "sample": 0, "act": 0}
-
-    def init(key: jax.Array) -> PPOState:
-        k_actor, k_critic, k_state = jax.random.split(key, 3)
-        dummy = jnp.zeros((1, obs_dim), jnp.float32)
-        params = {"actor": nets.actor.init(k_actor, dummy),
-                  "critic": nets.critic.init(k_critic, dummy)}
-        return PPOState(params, nets.tx.init(params), k_state, jnp.zeros((), jnp.int32))
-
-    def update_(state, ro, lr_frac):
-        traces["update"] += 1
-        return update(state, ro, lr_frac, nets, cfg)
-
-    def sample_(params, obs, key, step):
-        traces["sample"] += 1
-        return sample_action(params, obs, key, step, nets)
-
-    def act_(params, obs_stats, obs):
-        traces["act"] += 1
-        return act(params, obs_stats, obs, nets)
-
-    def policy_params(state: PPOState):
-        return state.params["actor"]
-
-    raw = {"init": init, "update": lambda s, ro, f: update(s, ro, f, nets, cfg),
-           "sample": lambda p, o, k, t: sample_action(p, o, k, t, nets),
-           "act": lambda p, s, o: act(p, s, o, nets)}
-    return PPOFns(jax.jit(init), jax.jit(update_), jax.jit(sample_), jax.jit(act_),
-                  policy_params, nets, action, traces, raw)
+def _make_ppo(cfg: PPOConfig, spec: EnvSpec) -> AgentFns:
+    nets = make_nets(cfg, spec)
+    return agent(init=functools.partial(init_state, nets, spec),
+                 update=functools.partial(update, nets=nets, cfg=cfg),
+                 explore=functools.partial(explore, nets=nets),
+                 act=functools.partial(act, nets=nets),
+                 policy_params=lambda state: state.params["actor"], nets=nets, spec=spec,
+                 scan_updates=False)

@@ -1,9 +1,10 @@
 """Soft Actor-Critic (Haarnoja et al., 2018) with learned temperature (Haarnoja et al., 2018b).
 
 Read top to bottom: config -> networks -> state -> losses -> update -> policy -> make_sac.
-The env loops live in ``tandem.host.offpolicy`` (Gymnasium) and ``tandem.compiled.offpolicy``
-(JAX-native envs); this file only holds pure functions. DroQ (``algos/droq.py``) is this file
-run with dropout critics and a high update-to-data ratio.
+The drivers (``tandem.host``, ``tandem.compiled``, ``tandem.distributed``) run the env loops;
+this file only holds pure functions. DroQ (:class:`DroQConfig`) is this file run with dropout
+critics and a high update-to-data ratio. The update takes its critic and actor losses as
+arguments, so a variant with other losses reuses it instead of copying it.
 """
 
 from __future__ import annotations
@@ -12,18 +13,18 @@ import dataclasses
 import functools
 from typing import Any, ClassVar, NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
 from tandem.config import OffPolicyConfig, choice, log_uniform, param
-from tandem.core.distributions import TanhNormal
-from tandem.core.nets import NETWORKS, QEnsemble
+from tandem.core.agent import AgentFns, agent
+from tandem.core.nets import QEnsemble
 from tandem.core.normalize import normalize_obs
 from tandem.core.optim import make_optimizer, polyak
+from tandem.core.policies import TanhGaussianActor
 from tandem.core.returns import td_target
-from tandem.core.offpolicy import OffPolicyFns, assemble
+from tandem.core.spaces import EnvSpec, zeros
 from tandem.core.types import ObsStats, Transition
 
 
@@ -59,35 +60,35 @@ class SACConfig(OffPolicyConfig):
     }
 
 
+@dataclasses.dataclass(frozen=True)
+class DroQConfig(SACConfig):
+    """DroQ (Hiraoka et al., 2022): SAC whose two critics have Dense -> Dropout -> LayerNorm
+    -> ReLU hidden layers, trained with many critic steps per env step. DroQ replaces REDQ's
+    large Q ensemble with these dropout critics; everything else is SAC, so DroQ is this
+    configuration (paper Table 2 / SBX): UTD 20, dropout 0.01, layer norm, one actor update
+    per env step."""
+
+    algo = "droq"
+
+    gradient_steps: int = param(20, "gradient steps per training call, fused in one jitted "
+                                "scan (DroQ's update-to-data ratio G = 20)", ge=1,
+                                compiled=False)
+    policy_delay: int = param(20, "critic steps per actor/temperature step (one actor step per "
+                              "env step at G = 20, as in REDQ and DroQ)", ge=1)
+    critic_dropout: float = param(0.01, "dropout rate in the critics", ge=0.0, lt=1.0)
+    critic_layer_norm: bool = param(True, "layer normalisation in the critics")
+
+
 # ============================================================================ networks
-LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # as in SB3; keeps exp(log_std) finite
-
-
-class Actor(nn.Module):
-    """obs -> TanhNormal over actions in (-1, 1)."""
-
-    hidden_sizes: tuple[int, ...]
-    action_dim: int
-    activation: str = "relu"
-    network: str = "mlp"
-
-    @nn.compact
-    def __call__(self, obs: jax.Array) -> TanhNormal:
-        out = NETWORKS[self.network](self.hidden_sizes, 2 * self.action_dim, self.activation)(obs)
-        mean, log_std = jnp.split(out, 2, axis=-1)
-        log_std = jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
-        return TanhNormal(mean, jnp.exp(log_std))
-
-
 class Nets(NamedTuple):
-    actor: Actor
+    actor: TanhGaussianActor
     critic: QEnsemble
     actor_opt: optax.GradientTransformation
     critic_opt: optax.GradientTransformation
     alpha_opt: optax.GradientTransformation
 
 
-def q_values(nets: Nets, params, obs: jax.Array, action: jax.Array, key: jax.Array) -> jax.Array:
+def q_values(nets: Nets, params, obs, action: jax.Array, key: jax.Array) -> jax.Array:
     """Training-mode Q-values [n_critics, B]; ``key`` drives dropout when it is configured."""
     return nets.critic.apply(params, obs, action, train=True, rngs={"dropout": key})
 
@@ -108,11 +109,10 @@ class SACState(NamedTuple):
     actor_metrics: dict           # last actor/temperature metrics (logged between delayed updates)
 
 
-def init_state(cfg: SACConfig, nets: Nets, obs_dim: int, action_dim: int,
-               key: jax.Array) -> SACState:
+def init_state(cfg: SACConfig, nets: Nets, spec: EnvSpec, key: jax.Array) -> SACState:
     k_actor, k_critic, key = jax.random.split(key, 3)
-    obs = jnp.zeros((1, obs_dim), jnp.float32)
-    act = jnp.zeros((1, action_dim), jnp.float32)
+    obs = zeros(spec.obs, (1,))
+    act = jnp.zeros((1, spec.action.dim), jnp.float32)
     actor_params = nets.actor.init(k_actor, obs)
     critic_params = nets.critic.init(k_critic, obs, act)
     log_alpha = jnp.asarray(jnp.log(cfg.init_alpha), jnp.float32)
@@ -141,7 +141,7 @@ def critic_loss(critic_params, actor_params, target_critic_params, log_alpha, ba
     return loss, {"train/critic_loss": loss, "train/q_mean": q.mean()}
 
 
-def actor_loss(actor_params, critic_params, log_alpha, obs: jax.Array, key: jax.Array,
+def actor_loss(actor_params, critic_params, log_alpha, obs, key: jax.Array,
                nets: Nets) -> tuple[jax.Array, jax.Array]:
     """E[alpha log pi(a|s) - min_i Q_i(s, a)], a reparameterised (SAC eq. 12).
 
@@ -160,10 +160,10 @@ def alpha_loss(log_alpha, logp: jax.Array, target_entropy: float) -> jax.Array:
 
 
 # ============================================================================ update
-def _actor_step(state: SACState, critic_params, obs: jax.Array, key: jax.Array, *,
-                cfg: SACConfig, nets: Nets, target_entropy: float):
+def _actor_step(state: SACState, critic_params, obs, key: jax.Array, *, cfg: SACConfig,
+                nets: Nets, target_entropy: float, actor_loss_fn=actor_loss):
     """Actor then temperature step; returns the new (actor, alpha) parts and their metrics."""
-    (a_loss, logp), a_grads = jax.value_and_grad(actor_loss, has_aux=True)(
+    (a_loss, logp), a_grads = jax.value_and_grad(actor_loss_fn, has_aux=True)(
         state.actor_params, critic_params, state.log_alpha, obs, key, nets)
     a_updates, actor_opt_state = nets.actor_opt.update(a_grads, state.actor_opt_state)
     actor_params = optax.apply_updates(state.actor_params, a_updates)
@@ -177,14 +177,18 @@ def _actor_step(state: SACState, critic_params, obs: jax.Array, key: jax.Array, 
 
 
 def update(state: SACState, batch: Transition, obs_stats: ObsStats | None, *, cfg: SACConfig,
-           nets: Nets, target_entropy: float) -> tuple[SACState, dict]:
+           nets: Nets, target_entropy: float, critic_loss_fn=critic_loss,
+           actor_loss_fn=actor_loss) -> tuple[SACState, dict]:
     """One gradient step on the critics; every ``policy_delay`` steps one on the actor and the
-    temperature; every ``target_update_interval`` steps the polyak target update."""
+    temperature; every ``target_update_interval`` steps the polyak target update.
+
+    ``critic_loss_fn`` and ``actor_loss_fn`` have the signatures of :func:`critic_loss` and
+    :func:`actor_loss` (SAC's by default): a variant passes its own."""
     key, k_critic, k_actor = jax.random.split(state.key, 3)
     batch = batch._replace(obs=normalize_obs(batch.obs, obs_stats),
                            next_obs=normalize_obs(batch.next_obs, obs_stats))
 
-    (_, c_metrics), c_grads = jax.value_and_grad(critic_loss, has_aux=True)(
+    (_, c_metrics), c_grads = jax.value_and_grad(critic_loss_fn, has_aux=True)(
         state.critic_params, state.actor_params, state.target_critic_params, state.log_alpha,
         batch, k_critic, nets, cfg.gamma)
     c_updates, critic_opt_state = nets.critic_opt.update(c_grads, state.critic_opt_state)
@@ -192,7 +196,8 @@ def update(state: SACState, batch: Transition, obs_stats: ObsStats | None, *, cf
 
     updates = state.updates + 1
     actor_step = functools.partial(_actor_step, state, critic_params, batch.obs, k_actor,
-                                   cfg=cfg, nets=nets, target_entropy=target_entropy)
+                                   cfg=cfg, nets=nets, target_entropy=target_entropy,
+                                   actor_loss_fn=actor_loss_fn)
     if cfg.policy_delay == 1:
         actor_out = actor_step()
     else:  # the actor sees the critic after every policy_delay-th critic step (REDQ/DroQ)
@@ -215,39 +220,44 @@ def update(state: SACState, batch: Transition, obs_stats: ObsStats | None, *, cf
 
 
 # ============================================================================ policy
-def explore(actor_params, obs_stats: ObsStats | None, obs: jax.Array, key: jax.Array,
-            step: jax.Array, noise: jax.Array, *, nets: Nets) -> tuple[jax.Array, jax.Array]:
-    """Stochastic action in [-1, 1] for env step ``step`` (key folded with the step, so a
-    resumed run draws the same noise as an uninterrupted one). ``noise`` is the exploration
-    state of deterministic-policy algorithms; SAC carries it unchanged."""
+def explore(actor_params, obs_stats: ObsStats | None, obs, key: jax.Array, step: jax.Array,
+            noise: jax.Array, *, nets: Nets) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Stochastic action in [-1, 1] for env step ``step`` and its log-probability (key folded
+    with the step, so a resumed run draws the same noise as an uninterrupted one). ``noise``
+    is the exploration state of deterministic-policy algorithms; SAC carries it unchanged."""
     dist = nets.actor.apply(actor_params, normalize_obs(obs, obs_stats))
-    a, _ = dist.sample_and_log_prob(jax.random.fold_in(key, step))
-    return a, noise
+    a, logp = dist.sample_and_log_prob(jax.random.fold_in(key, step))
+    return a, noise, logp
 
 
-def act(actor_params, obs_stats: ObsStats | None, obs: jax.Array, *, nets: Nets) -> jax.Array:
+def act(actor_params, obs_stats: ObsStats | None, obs, *, nets: Nets) -> jax.Array:
     """Deterministic action tanh(mean) in [-1, 1]; obs may have any leading batch dims."""
     return nets.actor.apply(actor_params, normalize_obs(obs, obs_stats)).mode()
 
 
 # ============================================================================ assembly
-def make_sac(cfg: SACConfig, obs_dim: int, action_dim: int) -> OffPolicyFns:
-    """Build networks, optimisers and jitted functions for ``cfg`` (cached on the fields that
-    shape the compiled code, see ``OffPolicyConfig.HOST_FIELDS``)."""
-    return _make_sac(cfg.compile_key(), obs_dim, action_dim)
+def make_sac(cfg: SACConfig, spec: EnvSpec) -> AgentFns:
+    """Networks, optimisers and jitted functions for ``cfg`` on an env described by ``spec``
+    (cached on the fields that shape the compiled code, see ``Config.compile_key``)."""
+    return _make_sac(cfg.compile_key(), spec)
 
 
 @functools.lru_cache(maxsize=32)
-def _make_sac(cfg: SACConfig, obs_dim: int, action_dim: int) -> OffPolicyFns:
-    nets = Nets(Actor(cfg.hidden_sizes, action_dim, cfg.activation, cfg.network),
+def _make_sac(cfg: SACConfig, spec: EnvSpec) -> AgentFns:
+    action_dim = spec.action.dim
+    nets = Nets(TanhGaussianActor(cfg.hidden_sizes, action_dim, cfg.activation, cfg.network,
+                                  spec.obs),
                 QEnsemble(cfg.hidden_sizes, cfg.n_critics, cfg.activation, cfg.network,
-                          cfg.critic_dropout, cfg.critic_layer_norm),
+                          cfg.critic_dropout, cfg.critic_layer_norm, spec.obs),
                 make_optimizer(cfg.actor_lr, cfg.max_grad_norm),
                 make_optimizer(cfg.critic_lr, cfg.max_grad_norm),
                 optax.adam(cfg.alpha_lr))
     target_entropy = (-float(action_dim) if cfg.target_entropy is None
                       else float(cfg.target_entropy))
-    return assemble(functools.partial(init_state, cfg, nets, obs_dim, action_dim),
-                    functools.partial(update, cfg=cfg, nets=nets, target_entropy=target_entropy),
-                    functools.partial(explore, nets=nets), functools.partial(act, nets=nets),
-                    lambda state: state.actor_params, nets)
+    return agent(init=functools.partial(init_state, cfg, nets, spec),
+                 update=functools.partial(update, cfg=cfg, nets=nets,
+                                          target_entropy=target_entropy),
+                 explore=functools.partial(explore, nets=nets),
+                 act=functools.partial(act, nets=nets),
+                 policy_params=lambda state: state.actor_params, nets=nets, spec=spec,
+                 scan_updates=True)

@@ -2,9 +2,9 @@
 
 DDPG's deterministic actor-critic (Lillicrap et al., 2016) with three fixes for the
 overestimation of Q-learning with function approximation: clipped double-Q targets, delayed
-policy and target updates, and target policy smoothing. ``algos/ddpg.py`` is this file with
-the three fixes switched off. Read top to bottom: config -> networks -> state -> losses ->
-update -> policy -> make_td3.
+policy and target updates, and target policy smoothing. DDPG (:class:`DDPGConfig`) is this
+file with the three fixes switched off. Read top to bottom: config -> networks -> state ->
+losses -> update -> policy -> make_td3.
 """
 
 from __future__ import annotations
@@ -13,18 +13,19 @@ import dataclasses
 import functools
 from typing import Any, ClassVar, NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
 from tandem.config import OffPolicyConfig, choice, log_uniform, param
-from tandem.core.nets import NETWORKS, QEnsemble
+from tandem.core.agent import AgentFns, agent
+from tandem.core.nets import QEnsemble
 from tandem.core.noise import exploration_noise
 from tandem.core.normalize import normalize_obs
-from tandem.core.offpolicy import OffPolicyFns, assemble
 from tandem.core.optim import make_optimizer, polyak
+from tandem.core.policies import DeterministicActor
 from tandem.core.returns import td_target
+from tandem.core.spaces import EnvSpec, zeros
 from tandem.core.types import ObsStats, Transition
 
 
@@ -63,21 +64,32 @@ class TD3Config(OffPolicyConfig):
     }
 
 
+@dataclasses.dataclass(frozen=True)
+class DDPGConfig(TD3Config):
+    """DDPG (Lillicrap et al., 2016) is TD3 without its three additions: one critic (no
+    clipped double-Q), the actor and the targets updated at every critic step (no delay), and
+    no target policy smoothing. Rather than a second copy of the deterministic actor-critic
+    update, DDPG is this configuration of TD3's functions, as in Stable-Baselines3 (the
+    equivalence with a textbook DDPG step is tested). Defaults follow SB3's DDPG (the paper's
+    400-300 networks, lr 1e-3, tau 0.005); exploration is Gaussian by default,
+    Ornstein-Uhlenbeck as in the paper with ``exploration_noise=ou``."""
+
+    algo = "ddpg"
+
+    hidden_sizes: tuple[int, ...] = param((400, 300), "hidden layer widths of actor and critic "
+                                          "(simbav2: equal widths, one block per entry)")
+    n_critics: int = param(1, "number of Q networks (DDPG: 1; more gives TD3's clipped "
+                           "double-Q)", ge=1)
+    policy_delay: int = param(1, "critic steps per actor and target update (DDPG: 1)", ge=1)
+    target_noise: float = param(0.0, "std of target policy smoothing noise (DDPG: 0, off)",
+                                ge=0.0)
+
+    # TD3's search without target_noise (DDPG has no target policy smoothing).
+    search_space: ClassVar[dict] = {k: v for k, v in TD3Config.search_space.items()
+                                    if k != "target_noise"}
+
+
 # ============================================================================ networks
-class DeterministicActor(nn.Module):
-    """obs -> action in [-1, 1] (tanh of the network output)."""
-
-    hidden_sizes: tuple[int, ...]
-    action_dim: int
-    activation: str = "relu"
-    network: str = "mlp"
-
-    @nn.compact
-    def __call__(self, obs: jax.Array) -> jax.Array:
-        return jnp.tanh(NETWORKS[self.network](self.hidden_sizes, self.action_dim,
-                                               self.activation)(obs))
-
-
 class Nets(NamedTuple):
     actor: DeterministicActor
     critic: QEnsemble
@@ -98,10 +110,10 @@ class TD3State(NamedTuple):
     actor_metrics: dict     # last actor loss (logged between delayed updates)
 
 
-def init_state(nets: Nets, obs_dim: int, action_dim: int, key: jax.Array) -> TD3State:
+def init_state(nets: Nets, spec: EnvSpec, key: jax.Array) -> TD3State:
     k_actor, k_critic, key = jax.random.split(key, 3)
-    obs = jnp.zeros((1, obs_dim), jnp.float32)
-    act = jnp.zeros((1, action_dim), jnp.float32)
+    obs = zeros(spec.obs, (1,))
+    act = jnp.zeros((1, spec.action.dim), jnp.float32)
     actor_params = nets.actor.init(k_actor, obs)
     critic_params = nets.critic.init(k_critic, obs, act)
     return TD3State(actor_params, critic_params, actor_params, critic_params,
@@ -126,7 +138,7 @@ def critic_loss(critic_params, target_actor_params, target_critic_params, batch:
     return loss, {"train/critic_loss": loss, "train/q_mean": q.mean()}
 
 
-def actor_loss(actor_params, critic_params, obs: jax.Array, nets: Nets) -> jax.Array:
+def actor_loss(actor_params, critic_params, obs, nets: Nets) -> jax.Array:
     """-Q_1(s, pi(s)): the deterministic policy gradient through the first critic (DDPG eq. 6,
     TD3 Alg. 1); the critic is a constant here."""
     q = nets.critic.apply(jax.lax.stop_gradient(critic_params), obs,
@@ -135,7 +147,7 @@ def actor_loss(actor_params, critic_params, obs: jax.Array, nets: Nets) -> jax.A
 
 
 # ============================================================================ update
-def _actor_and_targets(state: TD3State, critic_params, obs: jax.Array, *, cfg: TD3Config,
+def _actor_and_targets(state: TD3State, critic_params, obs, *, cfg: TD3Config,
                        nets: Nets):
     a_loss, a_grads = jax.value_and_grad(actor_loss)(state.actor_params, critic_params, obs, nets)
     a_updates, actor_opt_state = nets.actor_opt.update(a_grads, state.actor_opt_state)
@@ -173,37 +185,42 @@ def update(state: TD3State, batch: Transition, obs_stats: ObsStats | None, *, cf
 
 
 # ============================================================================ policy
-def explore(actor_params, obs_stats: ObsStats | None, obs: jax.Array, key: jax.Array,
-            step: jax.Array, noise: jax.Array, *, cfg: TD3Config, nets: Nets
-            ) -> tuple[jax.Array, jax.Array]:
+def explore(actor_params, obs_stats: ObsStats | None, obs, key: jax.Array, step: jax.Array,
+            noise: jax.Array, *, cfg: TD3Config, nets: Nets
+            ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """clip(pi(s) + eps, -1, 1) with Gaussian or OU eps; ``noise`` is the OU state
     [action_dim] (zeroed by the driver at each reset). The key is folded with the env step so
-    a resumed run draws the same noise."""
+    a resumed run draws the same noise. A deterministic policy has no log-probability: zeros."""
     eps, noise = exploration_noise(cfg.exploration_noise, noise, jax.random.fold_in(key, step),
                                    cfg.exploration_sigma, cfg.ou_theta, cfg.ou_dt)
     a = nets.actor.apply(actor_params, normalize_obs(obs, obs_stats))
-    return jnp.clip(a + eps, -1.0, 1.0), noise
+    return jnp.clip(a + eps, -1.0, 1.0), noise, jnp.zeros(a.shape[:-1], a.dtype)
 
 
-def act(actor_params, obs_stats: ObsStats | None, obs: jax.Array, *, nets: Nets) -> jax.Array:
+def act(actor_params, obs_stats: ObsStats | None, obs, *, nets: Nets) -> jax.Array:
     """Deterministic action pi(s) in [-1, 1]; obs may have any leading batch dims."""
     return nets.actor.apply(actor_params, normalize_obs(obs, obs_stats))
 
 
 # ============================================================================ assembly
-def make_td3(cfg: TD3Config, obs_dim: int, action_dim: int) -> OffPolicyFns:
-    """Networks, optimisers and jitted functions for ``cfg`` (cached on the fields that shape
-    the compiled code, see ``OffPolicyConfig.HOST_FIELDS``)."""
-    return _make_td3(cfg.compile_key(), obs_dim, action_dim)
+def make_td3(cfg: TD3Config, spec: EnvSpec) -> AgentFns:
+    """Networks, optimisers and jitted functions for ``cfg`` (TD3 or DDPG) on an env described
+    by ``spec`` (cached on the fields that shape the compiled code, see
+    ``Config.compile_key``)."""
+    return _make_td3(cfg.compile_key(), spec)
 
 
 @functools.lru_cache(maxsize=32)
-def _make_td3(cfg: TD3Config, obs_dim: int, action_dim: int) -> OffPolicyFns:
-    nets = Nets(DeterministicActor(cfg.hidden_sizes, action_dim, cfg.activation, cfg.network),
-                QEnsemble(cfg.hidden_sizes, cfg.n_critics, cfg.activation, cfg.network),
+def _make_td3(cfg: TD3Config, spec: EnvSpec) -> AgentFns:
+    nets = Nets(DeterministicActor(cfg.hidden_sizes, spec.action.dim, cfg.activation,
+                                   cfg.network, spec.obs),
+                QEnsemble(cfg.hidden_sizes, cfg.n_critics, cfg.activation, cfg.network,
+                          obs_space=spec.obs),
                 make_optimizer(cfg.actor_lr, cfg.max_grad_norm),
                 make_optimizer(cfg.critic_lr, cfg.max_grad_norm))
-    return assemble(functools.partial(init_state, nets, obs_dim, action_dim),
-                    functools.partial(update, cfg=cfg, nets=nets),
-                    functools.partial(explore, cfg=cfg, nets=nets),
-                    functools.partial(act, nets=nets), lambda state: state.actor_params, nets)
+    return agent(init=functools.partial(init_state, nets, spec),
+                 update=functools.partial(update, cfg=cfg, nets=nets),
+                 explore=functools.partial(explore, cfg=cfg, nets=nets),
+                 act=functools.partial(act, nets=nets),
+                 policy_params=lambda state: state.actor_params, nets=nets, spec=spec,
+                 scan_updates=True)

@@ -18,10 +18,12 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from tandem.core.offpolicy import OffPolicyFns
+from tandem.core.agent import AgentFns
 from tandem.core.rollout import episode_returns
 from tandem.core.types import Transition
 from tandem.envs.jaxenv import JaxEnv
+
+BUFFER_FIELDS = ("obs", "action", "reward", "next_obs", "terminated", "truncated", "first")
 
 
 class LoopState(NamedTuple):
@@ -31,14 +33,15 @@ class LoopState(NamedTuple):
     env_state: Any
     obs: jax.Array          # [obs_dim] current observation
     noise: jax.Array        # [action_dim] exploration-noise state (OU), zeroed at each reset
-    buffer: Transition      # [capacity, ...] ring buffer
+    buffer: dict            # BUFFER_FIELDS -> [capacity, ...] ring buffer
     pos: jax.Array          # [] int32 next write index
     size: jax.Array         # [] int32 filled entries
     key: jax.Array          # env, random-action and sampling randomness
     explore_key: jax.Array  # folded with the step for policy noise (as on the host path)
-    step: jax.Array         # [] int32 env steps taken
+    step: jax.Array         # [] int32 env steps taken (= rows ever added to the buffer)
     episode_return: jax.Array  # [] float32 return of the running episode
     episodes: jax.Array     # [] int32 finished episodes
+    first: jax.Array        # [] bool: obs is the first observation of its episode
 
 
 class CompiledTrain(NamedTuple):
@@ -70,9 +73,9 @@ def _repeat(body: Callable, ls: LoopState, n: jax.Array) -> tuple[LoopState, dic
     return jax.lax.fori_loop(0, n, step, (ls, zeros))
 
 
-def make_train(cfg, env: JaxEnv, fns: OffPolicyFns, capacity: int) -> CompiledTrain:
+def make_train(cfg, env: JaxEnv, fns: AgentFns, capacity: int) -> CompiledTrain:
     """Pure (unjitted) chunk functions for one seed; the caller jits/vmaps them."""
-    obs_dim, act_dim = env.obs_dim, env.action_dim
+    obs_shape, act_dim = fns.spec.obs.shape, fns.spec.action.dim
     low = jnp.asarray(env.action_low, jnp.float32)
     high = jnp.asarray(env.action_high, jnp.float32)
     G, B = cfg.gradient_steps, cfg.batch_size
@@ -81,20 +84,23 @@ def make_train(cfg, env: JaxEnv, fns: OffPolicyFns, capacity: int) -> CompiledTr
     def init(key: jax.Array) -> LoopState:
         k_algo, k_explore, k_env, key = jax.random.split(key, 4)
         env_state, obs = env.reset(k_env)
-        buffer = Transition(jnp.zeros((capacity, obs_dim)), jnp.zeros((capacity, act_dim)),
-                            jnp.zeros((capacity,)), jnp.zeros((capacity, obs_dim)),
-                            jnp.zeros((capacity,)))
+        row = {"obs": obs_shape, "action": (act_dim,), "reward": (), "next_obs": obs_shape,
+               "terminated": (), "truncated": (), "first": ()}
+        buffer = {k: jnp.zeros((capacity,) + row[k]) for k in BUFFER_FIELDS}
         zero_i, zero_f = jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32)
         return LoopState(fns.raw["init"](k_algo), env_state, obs, jnp.zeros(act_dim), buffer,
-                         zero_i, zero_i, key, k_explore, zero_i, zero_f, zero_i)
+                         zero_i, zero_i, key, k_explore, zero_i, zero_f, zero_i,
+                         jnp.ones((), bool))
 
     def env_step(ls: LoopState, action: jax.Array, noise: jax.Array):
         """Step with a policy action in [-1, 1], store the transition, reset if done."""
         k_step, k_reset, key = jax.random.split(ls.key, 3)
         env_state, next_obs, reward, terminated, truncated = env.step(
             ls.env_state, _scale(action, low, high), k_step)
-        tr = Transition(ls.obs, action, reward, next_obs, terminated.astype(jnp.float32))
-        buffer = jax.tree_util.tree_map(lambda buf, x: buf.at[ls.pos].set(x), ls.buffer, tr)
+        row = {"obs": ls.obs, "action": action, "reward": reward, "next_obs": next_obs,
+               "terminated": terminated, "truncated": truncated,
+               "first": ls.first}
+        buffer = {k: ls.buffer[k].at[ls.pos].set(row[k]) for k in BUFFER_FIELDS}
         done = jnp.logical_or(terminated, truncated)
         ep_return = ls.episode_return + reward
         env_state, obs = jax.lax.cond(done, lambda: env.reset(k_reset),
@@ -103,7 +109,7 @@ def make_train(cfg, env: JaxEnv, fns: OffPolicyFns, capacity: int) -> CompiledTr
                          noise=jnp.where(done, 0.0, noise),
                          pos=(ls.pos + 1) % capacity, size=jnp.minimum(ls.size + 1, capacity),
                          step=ls.step + 1, episode_return=jnp.where(done, 0.0, ep_return),
-                         episodes=ls.episodes + done)
+                         episodes=ls.episodes + done, first=done)
         return ls, (done, jnp.where(done, ep_return, 0.0))
 
     def random_step(ls: LoopState) -> tuple[LoopState, tuple]:
@@ -112,8 +118,8 @@ def make_train(cfg, env: JaxEnv, fns: OffPolicyFns, capacity: int) -> CompiledTr
         return env_step(ls._replace(key=key), a, ls.noise)
 
     def policy_step(ls: LoopState) -> tuple[LoopState, tuple]:
-        a, noise = explore(fns.policy_params(ls.algo), None, ls.obs, ls.explore_key, ls.step,
-                           ls.noise)
+        a, noise, _ = explore(fns.policy_params(ls.algo), None, ls.obs, ls.explore_key,
+                              ls.step, ls.noise)
         return env_step(ls, a, noise)
 
     def iteration(ls: LoopState) -> tuple[LoopState, dict]:
@@ -122,7 +128,9 @@ def make_train(cfg, env: JaxEnv, fns: OffPolicyFns, capacity: int) -> CompiledTr
                                         length=cfg.train_freq)
         k_sample, key = jax.random.split(ls.key)
         idx = jax.random.randint(k_sample, (G, B), 0, ls.size)  # [G, B]
-        batches = jax.tree_util.tree_map(lambda x: x[idx], ls.buffer)
+        b = ls.buffer
+        batches = Transition(b["obs"][idx], b["action"][idx], b["reward"][idx],
+                             b["next_obs"][idx], b["terminated"][idx])
         algo, metrics = update_many(ls.algo, batches, None)
         return ls._replace(algo=algo, key=key), {**metrics, **_episode_sums(done, rets)}
 

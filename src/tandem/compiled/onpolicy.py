@@ -63,7 +63,7 @@ def _select(done: jax.Array, a, b):
 def make_train(cfg, env: JaxEnv, fns) -> CompiledTrain:
     """Pure (unjitted) chunk functions for one seed; the caller jits/vmaps them."""
     N, T = cfg.n_envs, cfg.n_steps
-    sample, update = fns.raw["sample"], fns.raw["update"]
+    explore, update = fns.raw["explore"], fns.raw["update"]
     v_reset, v_step = jax.vmap(env.reset), jax.vmap(env.step)
 
     def stats_of(rms: RMS):
@@ -72,7 +72,7 @@ def make_train(cfg, env: JaxEnv, fns) -> CompiledTrain:
     def init(key: jax.Array) -> OnPolicyLoopState:
         k_algo, k_explore, k_env, key = jax.random.split(key, 4)
         env_state, obs = v_reset(jax.random.split(k_env, N))
-        obs_rms = RMS.create(env.obs_dim)
+        obs_rms = RMS.create(fns.spec.obs.dim)
         if cfg.normalize_obs:
             obs_rms = obs_rms.update(obs)
         zi, zf = jnp.zeros((), jnp.int32), jnp.zeros(N, jnp.float32)
@@ -82,7 +82,8 @@ def make_train(cfg, env: JaxEnv, fns) -> CompiledTrain:
     def env_step(ls: OnPolicyLoopState, _):
         stats = stats_of(ls.obs_rms)
         obs_in = normalize_obs(ls.obs, stats)
-        a = sample(fns.policy_params(ls.algo), obs_in, ls.explore_key, ls.step)  # [N, ...]
+        a, _, _ = explore(fns.policy_params(ls.algo), None, obs_in, ls.explore_key,
+                          ls.step, None)  # [N, ...]
         k_step, k_reset, key = jax.random.split(ls.key, 3)
         env_state, next_obs, reward, terminated, truncated = v_step(
             ls.env_state, env_action(a, env), jax.random.split(k_step, N))

@@ -1,7 +1,10 @@
-"""Network building blocks (Flax linen): MLP, SimbaV2-style hyperspherical MLP, Q ensembles.
+"""Network building blocks (Flax linen): the observation encoder, MLP, SimbaV2-style
+hyperspherical MLP, Q ensembles.
 
 Every torso has the same constructor signature, so an algorithm picks one by name
-(``NETWORKS[cfg.network]``) for its actor and its critics.
+(``NETWORKS[cfg.network]``) for its actor and its critics. Observations reach the networks
+in the structure of the env's observation space (``tandem.core.spaces``); :func:`encode`
+turns them into one flat feature vector first.
 """
 
 from __future__ import annotations
@@ -12,8 +15,33 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from tandem.core.spaces import Space, get_leaf, leaves
+
 ACTIVATIONS: dict[str, Callable] = {"relu": nn.relu, "tanh": nn.tanh, "elu": nn.elu,
                                     "gelu": nn.gelu, "silu": nn.silu}
+
+
+def encode(space: Space | None, obs) -> jax.Array:
+    """Observations structured as ``space`` -> float32 features [..., feature_dim], the
+    encoding of ``gymnasium.spaces.flatten``: Box and MultiBinary leaves flattened and cast,
+    Discrete and MultiDiscrete leaves one-hot, leaves concatenated in the space's order. Any
+    leading batch dims are kept. ``space=None``: ``obs`` are features already."""
+    if space is None:
+        return obs
+    if space.kind == "box" and len(space.shape) == 1:  # the common case: nothing to do
+        return jnp.asarray(obs, jnp.float32)
+    parts = []
+    for path, leaf in leaves(space):
+        x = jnp.asarray(get_leaf(obs, path))
+        batch = x.shape[:x.ndim - len(leaf.shape)]
+        if leaf.kind == "discrete":
+            parts.append(jax.nn.one_hot(x - leaf.start[0], leaf.nvec[0], dtype=jnp.float32))
+        elif leaf.kind == "multidiscrete":
+            parts += [jax.nn.one_hot(x[..., i] - leaf.start[i], n, dtype=jnp.float32)
+                      for i, n in enumerate(leaf.nvec)]
+        else:
+            parts.append(x.astype(jnp.float32).reshape(batch + (-1,)))
+    return parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=-1)
 
 
 def _out_init(scale: float):
@@ -166,12 +194,13 @@ class QEnsemble(nn.Module):
     network: str = "mlp"
     dropout: float = 0.0
     layer_norm: bool = False
+    obs_space: Space | None = None  # observations structured as this (None: features)
 
     @nn.compact
-    def __call__(self, obs: jax.Array, action: jax.Array, train: bool = False) -> jax.Array:
+    def __call__(self, obs, action: jax.Array, train: bool = False) -> jax.Array:
         ensemble = nn.vmap(NETWORKS[self.network], variable_axes={"params": 0},
                            split_rngs={"params": True, "dropout": True},
                            in_axes=None, out_axes=0, axis_size=self.n)
-        x = jnp.concatenate([obs, action], axis=-1)
+        x = jnp.concatenate([encode(self.obs_space, obs), action], axis=-1)
         return ensemble(self.hidden_sizes, 1, self.activation, dropout=self.dropout,
                         layer_norm=self.layer_norm, deterministic=not train)(x)[..., 0]

@@ -1,49 +1,95 @@
-"""What every off-policy algorithm hands to the drivers: its jitted entry points."""
+"""The off-policy learner outside jit, shared by the drivers that feed a replay buffer (the
+Gymnasium host loop and the Ray workers' learner): the algorithm state, the replay buffer,
+the observation statistics, the NumPy generator (random actions and replay sampling), and
+the training calls at the configured update-to-data ratio, with their checkpoint arrays.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+import dataclasses
+from typing import Any
 
 import jax
+import numpy as np
 
-from tandem.core.types import ObsStats, Transition, mean_metrics
-
-
-class OffPolicyFns(NamedTuple):
-    """Compiled entry points of an off-policy algorithm for one (config, obs_dim, action_dim);
-    the drivers use only these. ``*_raw`` are the unjitted functions, for callers that
-    compile them into a larger program (the compiled loop)."""
-
-    init: Callable[[jax.Array], Any]
-    update_many: Callable[..., tuple[Any, dict]]
-    explore: Callable[..., tuple[jax.Array, jax.Array]]
-    act: Callable[..., jax.Array]
-    policy_params: Callable[[Any], Any]
-    nets: Any
-    traces: dict  # how many times each function was traced (the no-retrace tests read it)
-    raw: dict     # unjitted init / update_many / explore / act
+from tandem.core.agent import AgentFns
+from tandem.core.normalize import ObsRMS
+from tandem.core.pytree import flatten_pytree, restore_pytree
+from tandem.core.replay import HostReplay
 
 
-def assemble(init: Callable, step_fn: Callable, explore_fn: Callable, act_fn: Callable,
-             policy_params: Callable, nets: Any) -> OffPolicyFns:
-    """Wrap one algorithm's pure functions: scan ``step_fn`` over G batches, count traces,
-    and jit each entry point."""
-    traces = {"update_many": 0, "explore": 0, "act": 0}
+@dataclasses.dataclass
+class ReplayLearner:
+    cfg: Any
+    fns: AgentFns
+    seed: int
+    state: Any
+    replay: HostReplay
+    rms: ObsRMS | None
+    rng: np.random.Generator     # random actions + replay sampling
+    explore_key: jax.Array
+    last_metrics: dict = dataclasses.field(default_factory=dict)
 
-    def update_many(state, batches: Transition, obs_stats: ObsStats | None = None):
-        """G gradient steps in one call: batches has leading dims [G, B]."""
-        traces["update_many"] += 1
-        state, metrics = jax.lax.scan(lambda s, b: step_fn(s, b, obs_stats), state, batches)
-        return state, mean_metrics(metrics)
+    @staticmethod
+    def keys(seed: int) -> tuple[jax.Array, jax.Array]:
+        k_init, k_explore = jax.random.split(jax.random.PRNGKey(seed))
+        return k_init, k_explore
 
-    def explore_(params, obs_stats, obs, key, step, noise):
-        traces["explore"] += 1
-        return explore_fn(params, obs_stats, obs, key, step, noise)
+    @classmethod
+    def create(cls, cfg, fns: AgentFns, seed: int) -> "ReplayLearner":
+        k_init, k_explore = cls.keys(seed)
+        spec = fns.spec
+        return cls(cfg, fns, seed, fns.init(k_init),
+                   HostReplay(cfg.buffer_size, spec.obs, spec.action.dim),
+                   ObsRMS.create(spec.obs) if cfg.normalize_obs else None,
+                   np.random.default_rng(seed), k_explore)
 
-    def act_(params, obs_stats, obs):
-        traces["act"] += 1
-        return act_fn(params, obs_stats, obs)
+    def obs_stats(self):
+        return None if self.rms is None else self.rms.stats()
 
-    raw = {"init": init, "update_many": update_many, "explore": explore_fn, "act": act_fn}
-    return OffPolicyFns(jax.jit(init), jax.jit(update_many), jax.jit(explore_), jax.jit(act_),
-                        policy_params, nets, traces, raw)
+    def random_action(self) -> np.ndarray:
+        """Uniform in [-1, 1]^A: the actions before ``learning_starts``."""
+        return self.rng.uniform(-1.0, 1.0, self.fns.spec.action.dim).astype(np.float32)
+
+    def train_calls(self, before: int, after: int) -> int:
+        """Training calls due while the env step goes before+1..after: one at every multiple
+        of train_freq past learning_starts."""
+        cfg = self.cfg
+        lo = max(before, cfg.learning_starts)
+        return max(0, after // cfg.train_freq - lo // cfg.train_freq)
+
+    def learn(self, calls: int = 1) -> None:
+        """``calls`` times: G gradient steps on G x B sampled transitions, in one jitted call."""
+        G, B = self.cfg.gradient_steps, self.cfg.batch_size
+        stats = self.obs_stats()
+        for _ in range(calls):
+            self.state, self.last_metrics = self.fns.update_many(
+                self.state, self.replay.sample(self.rng, G, B), stats)
+
+    # ------------------------------------------------------------------ checkpoint
+    def arrays(self) -> dict[str, np.ndarray]:
+        arrays = flatten_pytree(self.state, "state")
+        if self.rms is not None:
+            arrays.update(self.rms.state_arrays())
+        return arrays
+
+    def meta(self) -> dict:
+        return {"seed": self.seed, "rng": self.rng.bit_generator.state,
+                "normalize_obs": self.rms is not None}
+
+    @classmethod
+    def restore(cls, cfg, fns: AgentFns, host_meta: dict, arrays: dict, store: dict | None,
+                source: str) -> "ReplayLearner":
+        """From a checkpoint (``store``: the replay store's meta; None for a checkpoint
+        written before segments, whose ``host_meta["replay"]`` says where the rows are).
+        Raises what MALFORMED lists, or CheckpointError, on a checkpoint that does not fit."""
+        seed = int(host_meta["seed"])
+        k_init, k_explore = cls.keys(seed)
+        state = restore_pytree(jax.eval_shape(fns.init, k_init), arrays, "state", source)
+        spec = fns.spec
+        replay = HostReplay(cfg.buffer_size, spec.obs, spec.action.dim)
+        replay.restore(arrays, store, None if store is not None else host_meta["replay"])
+        rms = ObsRMS.from_state(spec.obs, arrays) if host_meta["normalize_obs"] else None
+        rng = np.random.default_rng()
+        rng.bit_generator.state = host_meta["rng"]
+        return cls(cfg, fns, seed, state, replay, rms, rng, k_explore)

@@ -1,8 +1,13 @@
-"""Pytrees that flow between the env driver, the replay buffer and the jitted updates."""
+"""Pytrees that flow between the env drivers, the replay buffers and the jitted updates.
+
+Observations keep the structure of the env's observation space (``tandem.core.spaces``): an
+array for a Box, a dict or tuple of arrays for Dict and Tuple spaces. Shapes below write a
+flat Box's ``[..., *obs]``.
+"""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 
@@ -11,46 +16,23 @@ class Transition(NamedTuple):
     """One environment step (or a batch of them, with leading dims such as [G, B]).
 
     ``terminated`` is 1.0 when the episode ended in a terminal state (no bootstrapping).
-    Truncation (a time limit) is *not* stored: a truncated step bootstraps from ``next_obs``,
-    which is the final observation of the episode, kept before the auto-reset.
+    A truncated step (a time limit) bootstraps from ``next_obs``, which is the final
+    observation of the episode, kept before the auto-reset; replay buffers also record the
+    ``truncated`` flag and episode starts, but the updates never need them.
     """
 
-    obs: jax.Array        # [..., obs_dim]
+    obs: Any              # [..., *obs]
     action: jax.Array     # [..., action_dim], in the policy's [-1, 1] range
     reward: jax.Array     # [...]
-    next_obs: jax.Array   # [..., obs_dim]
+    next_obs: Any         # [..., *obs]
     terminated: jax.Array  # [...], float 0/1
 
 
 class ObsStats(NamedTuple):
-    """Observation normalisation statistics passed into jitted functions (float32)."""
+    """Normalisation statistics of one observation leaf, passed into jitted functions."""
 
-    mean: jax.Array  # [obs_dim]
-    std: jax.Array   # [obs_dim]
-
-
-def mean_metrics(metrics: dict) -> dict:
-    """Average every metric over its leading (scan) axis."""
-    return jax.tree_util.tree_map(lambda x: x.mean(axis=0), metrics)
-
-
-class ActionSpace(NamedTuple):
-    """What a policy head needs to know about the env's actions (hashable: a cache key).
-
-    kind "box": ``dim`` reals, the policy acts in [-1, 1] and the driver scales to the
-    bounds; "discrete": one integer in [0, n) with ``nvec == (n,)``; "multidiscrete": ``dim``
-    integers, the i-th in [0, nvec[i]). Gymnasium's ``start`` offsets are added by the driver.
-    """
-
-    kind: str
-    dim: int
-    nvec: tuple[int, ...] = ()
-
-    @classmethod
-    def from_json(cls, spec: dict) -> "ActionSpace":
-        """From a run's ``env_spec`` (runs written before discrete support are Box)."""
-        a = spec.get("action_space") or {"kind": "box"}
-        return cls(a["kind"], int(spec["action_dim"]), tuple(a.get("nvec", ())))
+    mean: jax.Array  # [*leaf shape] float32
+    std: jax.Array   # [*leaf shape] float32
 
 
 class Rollout(NamedTuple):
@@ -63,10 +45,19 @@ class Rollout(NamedTuple):
     its value); elsewhere ``final_obs`` is ignored.
     """
 
-    obs: jax.Array         # [T, N, obs_dim]
+    obs: Any               # [T, N, *obs]
     action: jax.Array      # [T, N, action_dim] float (Box) | [T, N] int (Discrete) | [T, N, k] int
     reward: jax.Array      # [T, N]
     terminated: jax.Array  # [T, N] float 0/1: the episode ended in a terminal state
     done: jax.Array        # [T, N] float 0/1: terminated or truncated
-    final_obs: jax.Array   # [T, N, obs_dim]
-    last_obs: jax.Array    # [N, obs_dim] the observation after the last step
+    final_obs: Any         # [T, N, *obs]
+    last_obs: Any          # [N, *obs] the observation after the last step
+
+
+class Trajectory(NamedTuple):
+    """Rollouts collected by an older policy (IMPALA's workers), side by side: the on-policy
+    ``Rollout`` [T, B] plus the behaviour policy's log-probability of each action [T, B], so
+    a learner can correct for the lag (V-trace)."""
+
+    rollout: Rollout
+    behaviour_logp: jax.Array

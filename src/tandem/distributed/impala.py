@@ -1,4 +1,4 @@
-"""IMPALA's distributed loop: Ray rollout workers stream trajectories to one learner.
+"""IMPALA's driver: Ray rollout workers stream trajectories to one learner.
 
 Each of the W workers always has one request in flight: "act with these parameters for
 n_steps steps of your envs_per_worker envs". When a trajectory arrives, the learner queues it;
@@ -16,193 +16,176 @@ so, unlike the single-process drivers, an IMPALA resume is not bit-exact.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
-from typing import Any, Callable
 
 import jax
 import numpy as np
 
-from tandem.algos.impala import Trajectory
-from tandem.core.checkpoint import MALFORMED, flatten_pytree, restore_pytree
-from tandem.core.logging import checkpoint_due, log_due, log_metrics, record_episodes
-from tandem.core.types import Rollout
+from tandem.core.agent import AgentFns
+from tandem.core.evaluate import evaluate_policy
+from tandem.core.logging import episode_metrics, record_episodes, to_floats
+from tandem.core.pytree import flatten_pytree, restore_pytree
+from tandem.core.types import Rollout, Trajectory
 from tandem.distributed.cluster import driver_spec
 from tandem.distributed.workers import TrajectoryWorker, WorkerPool, worker_seed
-from tandem.envs.gym import EnvInfo
+from tandem.envs.gym import GymEnv
 from tandem.errors import CheckpointError
+from tandem.run.checkpoint import MALFORMED, Snapshot
+from tandem.run.driver import Control
+from tandem.run.results import Policy
 
 log = logging.getLogger("tandem")
 
 _FIELDS = ("obs", "action", "reward", "terminated", "done", "final_obs")
 
 
-@dataclasses.dataclass
-class HostState:
-    step: int                 # env steps learned from
-    episode: int
-    recent_returns: list = dataclasses.field(default_factory=list)
-    recent_lengths: list = dataclasses.field(default_factory=list)
-    lost_trajectories: int = 0
-    restarts: int = 0         # worker processes replaced (this session)
+class IMPALADriver:
+    """The V-trace learner and its Ray workers (see the module docstring)."""
 
+    unit = "env_steps"
+    per_seed_folders = False
+    compile_s = 0.0
 
-@dataclasses.dataclass
-class Learner:
-    cfg: Any
-    info: EnvInfo
-    fns: Any
-    seed: int
-    state: Any
-    host: HostState
-    env_id: str
-    env_kwargs: dict | None
-    pool: WorkerPool | None = None
-    rms: None = None          # IMPALA does not normalise observations
-    last_metrics: dict = dataclasses.field(default_factory=dict)
-    stop_requested: bool = False
-    lags: list = dataclasses.field(default_factory=list)   # since the last log line
-    worker_s: list = dataclasses.field(default_factory=list)
-    learn_s: float = 0.0
+    def __init__(self, cfg, genv: GymEnv, fns: AgentFns, seed: int, algo: str, eval_env=None,
+                 mujoco_log: str | None = None) -> None:
+        driver_spec(genv.env_id)  # an unregistered instance cannot be made by a worker: say so
+        self.cfg, self.genv, self.fns, self.algo = cfg, genv, fns, algo
+        self.seeds = [int(seed)]
+        self.eval_env = eval_env if eval_env is not None else genv.env
+        self.mujoco_log = mujoco_log
+        self.state = None
+        self.step_ = self.episode = 0        # env steps learned from
+        self.recent_returns: list = []
+        self.recent_lengths: list = []
+        self.lost_trajectories = 0
+        self.restarts = 0                    # worker processes replaced (this session)
+        self.pool: WorkerPool | None = None
+        self.last_metrics: dict = {}
+        self.lags: list = []                 # since the last log line
+        self.worker_s: list = []
+        self.learn_s = 0.0
+        self.batch: list[dict] = []
 
+    @property
+    def step(self) -> int:
+        return self.step_
 
-def _keys(seed: int) -> jax.Array:
-    return jax.random.PRNGKey(seed)
+    def start(self) -> None:
+        self.state = self.fns.init(jax.random.PRNGKey(self.seeds[0]))
 
+    def restore(self, meta: dict, arrays: dict, source: str) -> None:
+        try:
+            hm = meta["host"]
+            self.seeds = [int(hm["seed"])]
+            self.state = restore_pytree(
+                jax.eval_shape(self.fns.init, jax.random.PRNGKey(self.seeds[0])), arrays,
+                "state", source)
+            self.step_, self.episode = int(hm["step"]), int(hm["episode"])
+            self.recent_returns = list(hm["recent_returns"])
+            self.recent_lengths = list(hm["recent_lengths"])
+            self.lost_trajectories = int(hm.get("lost_trajectories", 0))
+        except MALFORMED as exc:
+            raise CheckpointError(f"{source}: host state is incomplete or malformed "
+                                  f"({exc!r})") from None
 
-def new_learner(cfg, info: EnvInfo, fns, seed: int, source, env_kwargs: dict | None
-                ) -> Learner:
-    env_id = source if isinstance(source, str) else info.env_id
-    driver_spec(env_id)  # an unregistered instance cannot be made by a worker: say so now
-    return Learner(cfg, info, fns, seed, fns.init(_keys(seed)), HostState(0, 0), env_id,
-                   env_kwargs)
+    def _start_pool(self) -> WorkerPool:
+        cfg, gym_spec = self.cfg, driver_spec(self.genv.env_id)
+        cfg_dict, env_spec, source = cfg.to_dict(), self.fns.spec.to_json(), self.genv.source
 
+        def args(i: int, incarnation: int) -> tuple:
+            # a resumed run's workers get other seeds than the first session's (step in the seed)
+            return ("impala", cfg_dict, env_spec, source.name, source.kwargs, gym_spec,
+                    worker_seed(self.seeds[0] + 1_000_003 * self.step_, i, incarnation),
+                    cfg.envs_per_worker, self.mujoco_log)
 
-def learner_arrays(ln: Learner) -> dict[str, np.ndarray]:
-    return flatten_pytree(ln.state, "state")
+        log.info("starting %d IMPALA rollout workers (%d envs each)", cfg.workers,
+                 cfg.envs_per_worker)
+        return WorkerPool(TrajectoryWorker, cfg.workers, args, "rollout", cfg.worker_cpus,
+                          cfg.ray_address, max_restarts=max(10, 5 * cfg.workers))
 
+    def _put_params(self) -> None:
+        self.params_ref = self.pool.ray.put(jax.device_get(self.fns.policy_params(self.state)))
 
-def learner_meta(ln: Learner) -> dict:
-    h = ln.host
-    return {"host": {"step": h.step, "episode": h.episode, "seed": ln.seed,
-                     "recent_returns": h.recent_returns, "recent_lengths": h.recent_lengths,
-                     "lost_trajectories": h.lost_trajectories,
-                     "restarts": ln.pool.restarts if ln.pool is not None else 0}}
+    def advance(self, until: int, control: Control) -> None:
+        """Learn until ``until`` env steps have been learned from (whole batches)."""
+        cfg, fns = self.cfg, self.fns
+        if self.pool is None:
+            self.pool = self._start_pool()
+            self.version = int(self.state.updates)
+            self._put_params()
+            for i in range(cfg.workers):
+                self.pool.submit(i, self.params_ref, self.version, cfg.n_steps)
+        pool = self.pool
+        while self.step_ < until and not control.stop:
+            i, result = pool.next_result()
+            if result is None:  # the worker died; its replacement gets the newest parameters
+                self.lost_trajectories += 1
+                pool.submit(i, self.params_ref, self.version, cfg.n_steps)
+                continue
+            record_episodes(self, result["returns"], result["lengths"])
+            self.batch.append(result)
+            if len(self.batch) == cfg.rollouts_per_update:
+                start, t0 = self.step_, time.perf_counter()
+                self.lags.extend(self.version - r["version"] for r in self.batch)
+                self.worker_s.extend(r["seconds"] for r in self.batch)
+                frac = np.float32(1.0 - start / max(control.total, 1))
+                self.state, self.last_metrics = fns.update(self.state, _batch(self.batch), frac)
+                self.version += 1
+                self._put_params()
+                self.learn_s += time.perf_counter() - t0
+                self.step_ += sum(r["steps"] for r in self.batch)
+                self.batch = []
+                control.tick(self.step_)
+            pool.submit(i, self.params_ref, self.version, cfg.n_steps)
 
+    def metrics(self) -> list[dict]:
+        m = to_floats(self.last_metrics)
+        m.update(episode_metrics(self.recent_returns, self.recent_lengths, self.episode))
+        pool = self.pool
+        m.update({"rollout/policy_lag": float(np.mean(self.lags)) if self.lags else 0.0,
+                  "rollout/policy_lag_max": float(np.max(self.lags)) if self.lags else 0.0,
+                  "rollout/worker_restarts": float(pool.restarts if pool else self.restarts),
+                  "rollout/lost_trajectories": float(self.lost_trajectories),
+                  "time/learn_s": self.learn_s})
+        if self.worker_s:
+            m["time/worker_rollout_s"] = float(np.mean(self.worker_s))
+        self.lags, self.worker_s = [], []
+        return [m]
 
-def restore_learner(cfg, info: EnvInfo, fns, meta: dict, arrays: dict, source_name: str,
-                    source, env_kwargs: dict | None) -> Learner:
-    try:
-        hm = meta["host"]
-        seed = int(hm["seed"])
-        state = restore_pytree(jax.eval_shape(fns.init, _keys(seed)), arrays, "state",
-                               source_name)
-        host = HostState(int(hm["step"]), int(hm["episode"]), list(hm["recent_returns"]),
-                         list(hm["recent_lengths"]), int(hm.get("lost_trajectories", 0)))
-    except MALFORMED as exc:
-        raise CheckpointError(f"{source_name}: host state is incomplete or malformed "
-                              f"({exc!r})") from None
-    env_id = source if isinstance(source, str) else info.env_id
-    driver_spec(env_id)
-    return Learner(cfg, info, fns, seed, state, host, env_id, env_kwargs)
+    def evaluate(self, episodes: int) -> list[dict]:
+        return [evaluate_policy(self.policy().act, self.eval_env, episodes, self.seeds[0])]
 
+    def snapshot(self) -> Snapshot:
+        return Snapshot(flatten_pytree(self.state, "state"), {"host": {
+            "step": self.step_, "episode": self.episode, "seed": self.seeds[0],
+            "recent_returns": self.recent_returns, "recent_lengths": self.recent_lengths,
+            "lost_trajectories": self.lost_trajectories,
+            "restarts": self.pool.restarts if self.pool is not None else self.restarts}})
 
-def _start_pool(ln: Learner) -> WorkerPool:
-    cfg = ln.cfg
-    gym_spec = driver_spec(ln.env_id)
-    cfg_dict = cfg.to_dict()
-    env_spec = ln.info.spec_json()
+    def policy(self, index: int = 0) -> Policy:
+        return Policy(self.algo, self.fns.policy_params(self.state), None, self.fns.spec,
+                      self.fns.act)
 
-    def args(i: int, incarnation: int) -> tuple:
-        # a resumed run's workers get other seeds than the first session's (step in the seed)
-        return ("impala", cfg_dict, env_spec, ln.env_id, ln.env_kwargs, gym_spec,
-                worker_seed(ln.seed + 1_000_003 * ln.host.step, i, incarnation),
-                cfg.envs_per_worker)
+    def summary(self, wall_s: float) -> dict:
+        restarts = self.pool.restarts if self.pool is not None else self.restarts
+        return {"rollout/worker_restarts": restarts,
+                "rollout/lost_trajectories": self.lost_trajectories,
+                "jax_backend": jax.default_backend()}
 
-    log.info("starting %d IMPALA rollout workers (%d envs each)", cfg.workers,
-             cfg.envs_per_worker)
-    return WorkerPool(TrajectoryWorker, cfg.workers, args, "rollout", cfg.worker_cpus,
-                      cfg.ray_address, max_restarts=max(10, 5 * cfg.workers))
+    def close(self) -> None:
+        if self.pool is not None:
+            self.restarts = self.pool.restarts
+            self.pool.shutdown()  # requests in flight are not learned from
+            self.pool = None
 
 
 def _batch(results: list[dict]) -> Trajectory:
     """K worker trajectories [T, E] -> one learner batch [T, K * E]."""
-    cat = {k: np.concatenate([r["arrays"][k] for r in results], axis=1)
-           for k in _FIELDS + ("behaviour_logp",)}
-    last = np.concatenate([r["arrays"]["last_obs"] for r in results], axis=0)
-    return Trajectory(Rollout(*(cat[k] for k in _FIELDS), last), cat["behaviour_logp"])
-
-
-def run_steps(ln: Learner, until: int, on_log: Callable[[int, dict], None],
-              on_checkpoint: Callable[[int], None], on_progress: Callable[[int, float], None]
-              ) -> None:
-    """Learn until ``until`` env steps have been learned from (whole batches)."""
-    cfg, h, fns = ln.cfg, ln.host, ln.fns
-    if ln.pool is None:
-        ln.pool = _start_pool(ln)
-    pool, ray = ln.pool, ln.pool.ray
-    version = int(ln.state.updates)
-    params_ref = ray.put(jax.device_get(fns.policy_params(ln.state)))
-    for i in range(cfg.workers):
-        pool.submit(i, params_ref, version, cfg.n_steps)
-    batch: list[dict] = []
-    t_last, step_last = time.perf_counter(), h.step
-
-    while h.step < until:
-        i, result = pool.next_result()
-        if result is None:  # the worker died; its replacement gets the newest parameters
-            h.lost_trajectories += 1
-            pool.submit(i, params_ref, version, cfg.n_steps)
-            continue
-        record_episodes(h, result["returns"], result["lengths"])
-        batch.append(result)
-        if len(batch) == cfg.rollouts_per_update:
-            start, t0 = h.step, time.perf_counter()
-            ln.lags.extend(version - r["version"] for r in batch)
-            ln.worker_s.extend(r["seconds"] for r in batch)
-            frac = np.float32(1.0 - start / max(until, 1))
-            ln.state, ln.last_metrics = fns.update(ln.state, _batch(batch), frac)
-            version += 1
-            params_ref = ray.put(jax.device_get(fns.policy_params(ln.state)))
-            ln.learn_s += time.perf_counter() - t0
-            h.step += sum(r["steps"] for r in batch)
-            batch = []
-            now = time.perf_counter()
-            on_progress(h.step, (h.step - step_last) / max(now - t_last, 1e-9))
-            if log_due(cfg, start, h.step, until):
-                metrics = log_metrics(ln.last_metrics, h.recent_returns, h.recent_lengths,
-                                      h.episode, (h.step - step_last) / max(now - t_last, 1e-9))
-                metrics.update(_lag_metrics(ln, pool))
-                t_last, step_last = now, h.step
-                on_log(h.step, metrics)
-            if checkpoint_due(cfg, start, h.step, until):
-                on_checkpoint(h.step)
-            if ln.stop_requested:
-                break
-        pool.submit(i, params_ref, version, cfg.n_steps)
-    pool.pending.clear()  # requests in flight are not learned from
-
-
-def _lag_metrics(ln: Learner, pool: WorkerPool) -> dict:
-    m = {"rollout/policy_lag": float(np.mean(ln.lags)) if ln.lags else 0.0,
-         "rollout/policy_lag_max": float(np.max(ln.lags)) if ln.lags else 0.0,
-         "rollout/worker_restarts": float(pool.restarts),
-         "rollout/lost_trajectories": float(ln.host.lost_trajectories),
-         "time/learn_s": ln.learn_s}
-    if ln.worker_s:
-        m["time/worker_rollout_s"] = float(np.mean(ln.worker_s))
-    ln.lags, ln.worker_s = [], []
-    return m
-
-
-def summary_fields(ln: Learner) -> dict:
-    return {"rollout/worker_restarts": ln.host.restarts,
-            "rollout/lost_trajectories": ln.host.lost_trajectories}
-
-
-def close(ln: Learner) -> None:
-    if ln.pool is not None:
-        ln.host.restarts = ln.pool.restarts
-        ln.pool.shutdown()
-        ln.pool = None
+    cat = lambda *xs: np.concatenate(xs, axis=1)  # noqa: E731
+    a = [r["arrays"] for r in results]
+    fields = {k: jax.tree_util.tree_map(cat, *[x[k] for x in a])
+              for k in _FIELDS + ("behaviour_logp",)}
+    last = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs, axis=0),
+                                  *[x["last_obs"] for x in a])
+    return Trajectory(Rollout(*(fields[k] for k in _FIELDS), last), fields["behaviour_logp"])

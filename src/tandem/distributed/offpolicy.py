@@ -1,4 +1,4 @@
-"""Off-policy training (SAC, TD3, DDPG, DroQ) with Ray rollout workers: ``--workers W``.
+"""Off-policy driver (SAC, TD3, DDPG, DroQ) with Ray rollout workers: ``--workers W``.
 
 W workers each step their own env with a recent copy of the actor (uniform random actions
 until ``learning_starts``, then the algorithm's exploration) and return ``worker_steps``
@@ -8,144 +8,167 @@ number of gradient steps per env step as the single-process loop (``gradient_ste
 slow simulator then bounds each worker, not the learner: collection scales with W until the
 learner's updates become the limit.
 
-Checkpoints are the single-process loop's (algorithm state, replay buffer, RNG, observation
-statistics); a resume starts fresh workers and fresh episodes, so it is not bit-exact.
+Checkpoints hold the same learner as the single-process driver's (algorithm state, replay
+buffer, RNG, observation statistics); a resume starts fresh workers and fresh episodes, so it
+is not bit-exact.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import time
-from typing import Callable
 
 import jax
 import numpy as np
 
-from tandem.core.logging import checkpoint_due, log_due, log_metrics, record_episodes
+from tandem.core.agent import AgentFns
+from tandem.core.evaluate import evaluate_policy
+from tandem.core.logging import episode_metrics, record_episodes, to_floats
+from tandem.core.offpolicy import ReplayLearner
 from tandem.distributed.cluster import driver_spec
 from tandem.distributed.workers import TransitionWorker, WorkerPool, worker_seed
-from tandem.envs.gym import EnvInfo
-from tandem.host import offpolicy as host
+from tandem.envs.gym import GymEnv
+from tandem.errors import CheckpointError
+from tandem.run.checkpoint import MALFORMED, Segmented, Snapshot, store_meta
+from tandem.run.driver import Control
+from tandem.run.results import Policy
 
 log = logging.getLogger("tandem")
 
-# checkpoints are the single-process loop's
-learner_arrays, learner_meta = host.learner_arrays, host.learner_meta
 
+class WorkerOffPolicyDriver:
+    """A :class:`ReplayLearner` fed by Ray workers (see the module docstring)."""
 
-@dataclasses.dataclass
-class WorkerLearner(host.Learner):
-    env_id: str | None = None
-    env_kwargs: dict | None = None
-    pool: WorkerPool | None = None
-    restarts: int = 0
+    unit = "env_steps"
+    per_seed_folders = False
+    compile_s = 0.0
 
+    def __init__(self, cfg, genv: GymEnv, fns: AgentFns, seed: int, algo: str, eval_env=None,
+                 mujoco_log: str | None = None) -> None:
+        driver_spec(genv.env_id)  # workers make their own envs: an unregistered instance cannot
+        self.cfg, self.genv, self.fns, self.algo = cfg, genv, fns, algo
+        self.seeds = [int(seed)]
+        self.eval_env = eval_env if eval_env is not None else genv.env
+        self.mujoco_log = mujoco_log
+        self.ln: ReplayLearner | None = None
+        self.step_ = self.episode = 0
+        self.recent_returns: list = []
+        self.recent_lengths: list = []
+        self.pool: WorkerPool | None = None
+        self.restarts = 0
+        self.version = 0
+        self.lags: list[int] = []
 
-def _wrap(ln: host.Learner, source, env_kwargs: dict | None) -> WorkerLearner:
-    env_id = source if isinstance(source, str) else ln.info.env_id
-    driver_spec(env_id)  # workers make their own envs: an unregistered instance cannot do
-    fields = {f.name: getattr(ln, f.name) for f in dataclasses.fields(host.Learner)}
-    return WorkerLearner(**fields, env_id=env_id, env_kwargs=env_kwargs)
+    @property
+    def step(self) -> int:
+        return self.step_
 
+    @property
+    def state(self):
+        return self.ln.state
 
-def new_learner(cfg, info: EnvInfo, fns, seed: int, source, env_kwargs: dict | None
-                ) -> WorkerLearner:
-    return _wrap(host.new_learner(cfg, info, fns, seed), source, env_kwargs)
+    @property
+    def replay(self):
+        return self.ln.replay
 
+    def start(self) -> None:
+        self.ln = ReplayLearner.create(self.cfg, self.fns, self.seeds[0])
 
-def restore_learner(cfg, info: EnvInfo, fns, meta: dict, arrays: dict, source_name: str,
-                    source, env_kwargs: dict | None) -> WorkerLearner:
-    return _wrap(host.restore_learner(cfg, info, fns, meta, arrays, source_name), source,
-                 env_kwargs)
+    def restore(self, meta: dict, arrays: dict, source: str) -> None:
+        try:
+            hm = meta["host"]
+            self.ln = ReplayLearner.restore(self.cfg, self.fns, hm, arrays,
+                                            store_meta(meta, "replay"), source)
+            self.seeds = [self.ln.seed]
+            self.step_, self.episode = int(hm["step"]), int(hm["episode"])
+            self.recent_returns = list(hm["recent_returns"])
+            self.recent_lengths = list(hm["recent_lengths"])
+        except MALFORMED as exc:
+            raise CheckpointError(f"{source}: host state is incomplete or malformed "
+                                  f"({exc!r})") from None
 
+    def _start_pool(self) -> WorkerPool:
+        cfg, gym_spec = self.cfg, driver_spec(self.genv.env_id)
+        cfg_dict, env_spec = cfg.to_dict(), self.fns.spec.to_json()
+        source = self.genv.source
 
-def _start_pool(ln: WorkerLearner) -> WorkerPool:
-    cfg, gym_spec = ln.cfg, driver_spec(ln.env_id)
-    cfg_dict, env_spec = cfg.to_dict(), ln.info.spec_json()
+        def args(i: int, incarnation: int) -> tuple:
+            return (cfg.algo, cfg_dict, env_spec, source.name, source.kwargs, gym_spec,
+                    worker_seed(self.seeds[0] + 1_000_003 * self.step_, i, incarnation), 1,
+                    self.mujoco_log)
 
-    def args(i: int, incarnation: int) -> tuple:
-        return (cfg.algo, cfg_dict, env_spec, ln.env_id, ln.env_kwargs, gym_spec,
-                worker_seed(ln.seed + 1_000_003 * ln.host.step, i, incarnation), 1)
+        log.info("starting %d rollout workers for %s", cfg.workers, cfg.algo)
+        return WorkerPool(TransitionWorker, cfg.workers, args, "collect", cfg.worker_cpus,
+                          cfg.ray_address, max_restarts=max(10, 5 * cfg.workers))
 
-    log.info("starting %d rollout workers for %s", cfg.workers, cfg.algo)
-    return WorkerPool(TransitionWorker, cfg.workers, args, "collect", cfg.worker_cpus,
-                      cfg.ray_address, max_restarts=max(10, 5 * cfg.workers))
+    def _request(self, i: int) -> None:
+        cfg = self.cfg
+        self.pool.submit(i, self.params_ref, self.ln.obs_stats(), self.version,
+                         cfg.worker_steps, self.step_ < cfg.learning_starts)
 
+    def advance(self, until: int, control: Control) -> None:
+        ln = self.ln
+        if self.pool is None:
+            self.pool = self._start_pool()
+            self.params_ref = self.pool.ray.put(jax.device_get(self.fns.policy_params(ln.state)))
+            for i in range(self.cfg.workers):
+                self._request(i)
+        pool = self.pool
+        while self.step_ < until and not control.stop:
+            i, result = pool.next_result()
+            if result is None:  # a worker died: its replacement starts with the newest params
+                self._request(i)
+                continue
+            a = result["arrays"]
+            n = min(result["steps"], control.total - self.step_)  # never past the asked total
+            cut = lambda x: jax.tree_util.tree_map(lambda v: v[:n], x)  # noqa: E731
+            ln.replay.add_batch(cut(a["obs"]), a["action"][:n], a["reward"][:n],
+                                cut(a["next_obs"]), a["terminated"][:n], a["truncated"][:n],
+                                a["first"][:n])
+            if ln.rms is not None:
+                ln.rms.update(cut(a["next_obs"]))
+            record_episodes(self, result["returns"], result["lengths"])
+            self.lags.append(self.version - result["version"])
+            start = self.step_
+            self.step_ += n
+            calls = ln.train_calls(start, self.step_)
+            ln.learn(calls)
+            if calls:
+                self.version += 1
+                self.params_ref = pool.ray.put(jax.device_get(self.fns.policy_params(ln.state)))
+            self._request(i)
+            control.tick(self.step_)
 
-def _calls(start: int, end: int, cfg) -> int:
-    """Training calls the single-process loop makes while its step goes start+1..end: one at
-    every multiple of train_freq past learning_starts."""
-    lo = max(start, cfg.learning_starts)
-    return max(0, end // cfg.train_freq - lo // cfg.train_freq)
+    def metrics(self) -> list[dict]:
+        m = to_floats(self.ln.last_metrics)
+        m.update(episode_metrics(self.recent_returns, self.recent_lengths, self.episode))
+        m["rollout/policy_lag"] = float(np.mean(self.lags)) if self.lags else 0.0
+        m["rollout/worker_restarts"] = float(self.pool.restarts if self.pool else 0)
+        self.lags = []
+        return [m]
 
+    def evaluate(self, episodes: int) -> list[dict]:
+        return [evaluate_policy(self.policy().act, self.eval_env, episodes, self.seeds[0])]
 
-def run_steps(ln: WorkerLearner, until: int, on_log: Callable[[int, dict], None],
-              on_checkpoint: Callable[[int], None], on_progress: Callable[[int, float], None]
-              ) -> None:
-    cfg, h, fns, replay = ln.cfg, ln.host, ln.fns, ln.replay
-    G, B = cfg.gradient_steps, cfg.batch_size
-    if ln.pool is None:
-        ln.pool = _start_pool(ln)
-    pool, ray = ln.pool, ln.pool.ray
-    version = 0
-    lags: list[int] = []
-    t_last, step_last = time.perf_counter(), h.step
+    def snapshot(self) -> Snapshot:
+        ln = self.ln
+        meta = {"host": {**ln.meta(), "step": self.step_, "episode": self.episode,
+                         "recent_returns": self.recent_returns,
+                         "recent_lengths": self.recent_lengths}}
+        return Snapshot(ln.arrays(), meta, {"replay": Segmented(ln.replay.count,
+                                                                ln.replay.capacity,
+                                                                ln.replay.rows)})
 
-    def request(i: int) -> None:
-        pool.submit(i, params_ref, ln.obs_stats(), version, cfg.worker_steps,
-                    h.step < cfg.learning_starts)
+    def policy(self, index: int = 0) -> Policy:
+        return Policy(self.algo, self.fns.policy_params(self.ln.state), self.ln.obs_stats(),
+                      self.fns.spec, self.fns.act)
 
-    params_ref = ray.put(jax.device_get(fns.policy_params(ln.state)))
-    for i in range(cfg.workers):
-        request(i)
-    while h.step < until:
-        i, result = pool.next_result()
-        if result is None:  # a worker died: its replacement starts with the newest params
-            request(i)
-            continue
-        a = result["arrays"]
-        n = min(result["steps"], until - h.step)  # never past the asked total
-        replay.add_batch(*(a[k][:n] for k in ("obs", "action", "reward", "next_obs",
-                                               "terminated")))
-        if ln.rms is not None:
-            ln.rms.update(a["next_obs"][:n])
-        record_episodes(h, result["returns"], result["lengths"])
-        lags.append(version - result["version"])
-        start = h.step
-        h.step += n
-        calls = _calls(start, h.step, cfg)
-        stats = ln.obs_stats()
-        for _ in range(calls):
-            ln.state, ln.last_metrics = fns.update_many(ln.state, replay.sample(h.rng, G, B),
-                                                        stats)
-        if calls:
-            version += 1
-            params_ref = ray.put(jax.device_get(fns.policy_params(ln.state)))
-        request(i)
-        now = time.perf_counter()
-        on_progress(h.step, (h.step - step_last) / max(now - t_last, 1e-9))
-        if log_due(cfg, start, h.step, until):
-            metrics = log_metrics(ln.last_metrics, h.recent_returns, h.recent_lengths,
-                                  h.episode, (h.step - step_last) / max(now - t_last, 1e-9))
-            metrics["rollout/policy_lag"] = float(np.mean(lags)) if lags else 0.0
-            metrics["rollout/worker_restarts"] = float(pool.restarts)
-            lags = []
-            t_last, step_last = now, h.step
-            on_log(h.step, metrics)
-        if checkpoint_due(cfg, start, h.step, until):
-            on_checkpoint(h.step)
-        if ln.stop_requested:
-            break
-    pool.pending.clear()
+    def summary(self, wall_s: float) -> dict:
+        restarts = self.pool.restarts if self.pool is not None else self.restarts
+        return {"rollout/worker_restarts": restarts, "workers": self.cfg.workers,
+                "jax_backend": jax.default_backend()}
 
-
-def summary_fields(ln: WorkerLearner) -> dict:
-    return {"rollout/worker_restarts": ln.restarts, "workers": ln.cfg.workers}
-
-
-def close(ln: WorkerLearner) -> None:
-    if ln.pool is not None:
-        ln.restarts = ln.pool.restarts
-        ln.pool.shutdown()
-        ln.pool = None
+    def close(self) -> None:
+        if self.pool is not None:
+            self.restarts = self.pool.restarts
+            self.pool.shutdown()
+            self.pool = None

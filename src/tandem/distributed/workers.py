@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from tandem.core.spaces import EnvSpec, build, canonical, get_leaf, leaves, to_env_action
 from tandem.distributed.cluster import init_ray, register_spec, setup_worker_process
 from tandem.errors import EnvError, TandemError
 
@@ -37,21 +38,26 @@ class _Worker:
     """What both worker kinds share: env and policy functions built in the worker."""
 
     def __init__(self, algo: str, cfg: dict, env_spec: dict, env_id: str,
-                 env_kwargs: dict | None, gym_spec: Any, seed: int, n_envs: int) -> None:
+                 env_kwargs: dict | None, gym_spec: Any, seed: int, n_envs: int,
+                 mujoco_log: str | None = None) -> None:
+        # JAX (which the env adapter and the algorithms import) must start after the worker's
+        # XLA settings, so these imports wait until the settings are made
         setup_worker_process()
         import jax
 
         from tandem.algos import get_algo
-        from tandem.envs.gym import make_env
+        from tandem.envs.gym import make_env, redirect_mujoco_log
 
         register_spec(gym_spec)
-        spec = get_algo(algo)
-        self.cfg = spec.config_cls.from_dict(cfg)
-        self.fns = spec.build(self.cfg, env_spec)
-        self.info = make_env(env_id, algo, env_kwargs)
-        if self.info.obs_dim != env_spec["obs_dim"]:
-            raise EnvError(f"the worker's env '{env_id}' has obs_dim {self.info.obs_dim}, the "
-                           f"learner's {env_spec['obs_dim']}")
+        algo_spec = get_algo(algo)
+        self.cfg = algo_spec.config_cls.from_dict(cfg)
+        spec = EnvSpec.from_json(env_spec)
+        self.fns = algo_spec.build(self.cfg, spec)
+        self.genv = make_env(env_id, algo, algo_spec.action_spaces, env_kwargs)
+        redirect_mujoco_log(mujoco_log)
+        if self.genv.spec.obs != spec.obs or self.genv.spec.action != spec.action:
+            raise EnvError(f"the worker's env '{env_id}' has other spaces than the learner's")
+        self.spec = spec
         self.seed, self.n, self.t = seed, n_envs, 0
         self.key = jax.random.PRNGKey(seed)
 
@@ -63,48 +69,53 @@ class TrajectoryWorker(_Worker):
     """On-policy trajectories for IMPALA: ``n_envs`` envs stepped together, T steps per
     request, with the behaviour policy's log-probabilities."""
 
-    def __init__(self, algo, cfg, env_spec, env_id, env_kwargs, gym_spec, seed, n_envs):
-        super().__init__(algo, cfg, env_spec, env_id, env_kwargs, gym_spec, seed, n_envs)
+    def __init__(self, algo, cfg, env_spec, env_id, env_kwargs, gym_spec, seed, n_envs,
+                 mujoco_log=None):
+        super().__init__(algo, cfg, env_spec, env_id, env_kwargs, gym_spec, seed, n_envs,
+                         mujoco_log)
         from tandem.envs.gym import make_vector_env
-        self.envs = make_vector_env(self.info, env_id, n_envs, seed, "sync", env_kwargs)
+        self.envs = make_vector_env(self.genv, n_envs, seed, "sync", mujoco_log)
         obs, _ = self.envs.reset()
-        self.obs = np.asarray(obs, np.float32).reshape(n_envs, -1)
+        self.obs = canonical(self.spec.obs, obs, (n_envs,))
         self.ep_return = np.zeros(n_envs)
         self.ep_length = np.zeros(n_envs, np.int64)
 
     def rollout(self, params: Any, version: int, n_steps: int) -> dict:
-        from tandem.envs.gym import to_env_action, vector_step
-        info, N, d, T = self.info, self.n, self.info.obs_dim, n_steps
-        kind = info.action_space["kind"]
-        act_shape = (info.action_dim,) if kind != "discrete" else ()
-        out = {"obs": np.zeros((T, N, d), np.float32),
-               "action": np.zeros((T, N) + act_shape,
-                                  np.float32 if kind == "box" else np.int32),
+        from tandem.envs.gym import vector_step
+        space, action = self.spec.obs, self.spec.action
+        N, T = self.n, n_steps
+        act_shape = (action.dim,) if action.kind != "discrete" else ()
+        obs_buf = build(space, lambda _, leaf: np.zeros((T, N) + leaf.shape, leaf.dtype))
+        final_buf = build(space, lambda _, leaf: np.zeros((T, N) + leaf.shape, leaf.dtype))
+        out = {"action": np.zeros((T, N) + act_shape,
+                                  np.float32 if action.kind == "box" else np.int32),
                "reward": np.zeros((T, N), np.float32),
                "terminated": np.zeros((T, N), np.float32),
                "done": np.zeros((T, N), np.float32),
-               "final_obs": np.zeros((T, N, d), np.float32),
                "behaviour_logp": np.zeros((T, N), np.float32)}
         returns, lengths = [], []
         t0 = time.perf_counter()
         for t in range(T):
-            out["obs"][t] = self.obs
-            a, logp = self.fns.sample(params, self.obs, self.key, self.t)
+            for path, _ in leaves(space):
+                get_leaf(obs_buf, path)[t] = get_leaf(self.obs, path)
+            a, _, logp = self.fns.explore(params, None, self.obs, self.key, self.t, None)
             a = np.asarray(a)
             out["action"][t], out["behaviour_logp"][t] = a, np.asarray(logp)
-            env_a = to_env_action(a, info.action_low, info.action_high, info.action_space)
-            self.obs, reward, terminated, done, final = vector_step(self.envs, env_a, N, d,
+            env_a = to_env_action(action, a)
+            self.obs, reward, terminated, done, final = vector_step(self.envs, env_a, N, space,
                                                                     self.t)
             self.t += 1
             out["reward"][t], out["terminated"][t], out["done"][t] = reward, terminated, done
-            out["final_obs"][t] = final
+            for path, _ in leaves(space):
+                get_leaf(final_buf, path)[t] = get_leaf(final, path)
             self.ep_return += reward
             self.ep_length += 1
             for i in np.flatnonzero(done):
                 returns.append(float(self.ep_return[i]))
                 lengths.append(int(self.ep_length[i]))
             self.ep_return[done], self.ep_length[done] = 0.0, 0
-        out["last_obs"] = self.obs.copy()
+        out["obs"], out["final_obs"] = obs_buf, final_buf
+        out["last_obs"] = build(space, lambda path, _: np.array(get_leaf(self.obs, path)))
         return {"arrays": out, "version": version, "returns": returns, "lengths": lengths,
                 "steps": T * N, "seconds": time.perf_counter() - t0}
 
@@ -114,48 +125,57 @@ class TransitionWorker(_Worker):
     request with the algorithm's exploration (uniform random actions before learning
     starts), raw observations as the host driver stores them."""
 
-    def __init__(self, algo, cfg, env_spec, env_id, env_kwargs, gym_spec, seed, n_envs):
-        super().__init__(algo, cfg, env_spec, env_id, env_kwargs, gym_spec, seed, 1)
+    def __init__(self, algo, cfg, env_spec, env_id, env_kwargs, gym_spec, seed, n_envs,
+                 mujoco_log=None):
+        super().__init__(algo, cfg, env_spec, env_id, env_kwargs, gym_spec, seed, 1,
+                         mujoco_log)
         self.rng = np.random.default_rng(seed)
         self.episode = 0
-        self.noise = np.zeros(self.info.action_dim, np.float32)
+        self.noise = np.zeros(self.spec.action.dim, np.float32)
         self._reset()
 
     def _reset(self) -> None:
         from tandem.envs.gym import check_finite, episode_seed
-        obs, _ = self.info.env.reset(seed=episode_seed(self.seed, self.episode))
-        self.obs = np.asarray(obs, np.float32)
+        obs, _ = self.genv.env.reset(seed=episode_seed(self.seed, self.episode))
+        self.obs = canonical(self.spec.obs, obs)
         check_finite(self.obs, 0.0, -1, self.episode)
         self.ep_return, self.ep_length = 0.0, 0
-        self.noise = np.zeros(self.info.action_dim, np.float32)
+        self.first = True
+        self.noise = np.zeros(self.spec.action.dim, np.float32)
 
     def collect(self, params: Any, obs_stats: Any, version: int, n_steps: int,
                 random_actions: bool) -> dict:
-        from tandem.envs.gym import check_finite, scale_action
-        info, d, k = self.info, self.info.obs_dim, self.info.action_dim
-        out = {"obs": np.zeros((n_steps, d), np.float32),
-               "action": np.zeros((n_steps, k), np.float32),
+        from tandem.envs.gym import check_finite
+        space, k = self.spec.obs, self.spec.action.dim
+        obs_buf = build(space, lambda _, leaf: np.zeros((n_steps,) + leaf.shape, leaf.dtype))
+        next_buf = build(space, lambda _, leaf: np.zeros((n_steps,) + leaf.shape, leaf.dtype))
+        out = {"action": np.zeros((n_steps, k), np.float32),
                "reward": np.zeros(n_steps, np.float32),
-               "next_obs": np.zeros((n_steps, d), np.float32),
-               "terminated": np.zeros(n_steps, np.float32)}
+               "terminated": np.zeros(n_steps, np.float32),
+               "truncated": np.zeros(n_steps, bool), "first": np.zeros(n_steps, bool)}
         returns, lengths = [], []
         t0 = time.perf_counter()
         for t in range(n_steps):
             if random_actions:
                 a = self.rng.uniform(-1.0, 1.0, k).astype(np.float32)
             else:
-                a, self.noise = self.fns.explore(params, obs_stats, self.obs, self.key,
-                                                 self.t, self.noise)
+                a, self.noise, _ = self.fns.explore(params, obs_stats, self.obs, self.key,
+                                                    self.t, self.noise)
                 a = np.asarray(a)
-            next_obs, reward, terminated, truncated, _ = info.env.step(
-                scale_action(a, info.action_low, info.action_high))
-            next_obs = np.asarray(next_obs, np.float32)
+            next_obs, reward, terminated, truncated, _ = self.genv.env.step(
+                to_env_action(self.spec.action, a))
+            next_obs = canonical(space, next_obs)
             check_finite(next_obs, reward, self.t, self.episode)
-            out["obs"][t], out["action"][t], out["reward"][t] = self.obs, a, reward
-            out["next_obs"][t], out["terminated"][t] = next_obs, float(terminated)
+            for path, _ in leaves(space):
+                get_leaf(obs_buf, path)[t] = get_leaf(self.obs, path)
+                get_leaf(next_buf, path)[t] = get_leaf(next_obs, path)
+            out["action"][t], out["reward"][t] = a, reward
+            out["terminated"][t], out["truncated"][t] = float(terminated), truncated
+            out["first"][t] = self.first
             self.t += 1
             self.ep_return += float(reward)
             self.ep_length += 1
+            self.first = False
             if terminated or truncated:
                 returns.append(self.ep_return)
                 lengths.append(self.ep_length)
@@ -163,6 +183,7 @@ class TransitionWorker(_Worker):
                 self._reset()
             else:
                 self.obs = next_obs
+        out["obs"], out["next_obs"] = obs_buf, next_buf
         return {"arrays": out, "version": version, "returns": returns, "lengths": lengths,
                 "steps": n_steps, "seconds": time.perf_counter() - t0}
 

@@ -17,6 +17,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from tandem.envs.resolve import resolve_env
 from tandem.errors import EnvError
 
 log = logging.getLogger("tandem")
@@ -39,7 +40,7 @@ def _has_time_limit(env: gym.Env) -> bool:
 def _instance(env: str | gym.Env, env_kwargs: dict | None) -> gym.Env:
     """A fresh instance to check, so the training instance is untouched."""
     if isinstance(env, str):
-        return gym.make(env, **(env_kwargs or {}))
+        return resolve_env(env, env_kwargs).make()
     if env.spec is not None:
         try:
             return gym.make(env.spec)

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tandem.core.spaces import EnvSpec, Space
 from tandem.errors import EnvError
 
 SUITES = ("gymnax", "brax")
@@ -42,11 +43,14 @@ class JaxEnv:
     step: Callable[..., tuple[Any, jax.Array, jax.Array, jax.Array, jax.Array]]
     action_space: dict = dataclasses.field(default_factory=lambda: {"kind": "box"})
 
-    def spec_json(self) -> dict:
-        return {"env_id": self.env_id, "obs_dim": self.obs_dim, "action_dim": self.action_dim,
-                "action_low": self.action_low.tolist(), "action_high": self.action_high.tolist(),
-                "obs_layout": {"type": "box", "shape": [self.obs_dim]},
-                "max_steps": self.max_steps, "action_space": self.action_space}
+    @property
+    def spec(self) -> EnvSpec:
+        """Flat Box observations; Box or Discrete actions."""
+        if self.action_space["kind"] == "box":
+            action = Space.box((self.action_dim,), "float32", self.action_low, self.action_high)
+        else:
+            action = Space.discrete(self.action_space["nvec"][0])
+        return EnvSpec(Space.box((self.obs_dim,)), action, self.env_id, self.max_steps)
 
     @property
     def space_name(self) -> str:

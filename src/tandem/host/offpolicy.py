@@ -1,12 +1,12 @@
-"""Off-policy training loop for Gymnasium envs.
+"""Off-policy driver for Gymnasium envs (SAC, DroQ, TD3, DDPG): one env, one replay buffer.
 
 Per env step: act (uniform random before ``learning_starts``, then the jitted stochastic
 policy), step the env, store the transition (with the true final observation when an episode
 ends), and every ``train_freq`` steps sample G x B transitions and run G gradient steps in one
 jitted ``update_many`` call.
 
-Exact resume. Everything the next step depends on is checkpointed: the algorithm state pytree,
-the replay buffer, the NumPy generator (random actions and replay sampling), the observation
+Exact resume. Everything the next step depends on is checkpointed: the algorithm state, the
+replay buffer, the NumPy generator (random actions and replay sampling), the observation
 statistics, counters, and the env itself. The env's internal state cannot be saved
 generically, so each episode is reset with its own seed derived from (seed, episode index) and
 the actions taken so far in the current episode are saved; a resume resets with that seed and
@@ -17,202 +17,196 @@ observation differs, the resume says so and starts a fresh episode instead.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import time
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import numpy as np
 
-from tandem.core.checkpoint import MALFORMED, flatten_pytree, restore_pytree
-from tandem.core.logging import log_metrics, record_episodes
-from tandem.core.normalize import RunningMeanStd
-from tandem.core.replay import HostReplay
-from tandem.envs.gym import EnvInfo, check_finite, episode_seed, scale_action
+from tandem.core.agent import AgentFns
+from tandem.core.evaluate import evaluate_policy
+from tandem.core.logging import episode_metrics, record_episodes, to_floats
+from tandem.core.offpolicy import ReplayLearner
+from tandem.core.spaces import build, canonical, get_leaf, leaf_name, leaves, to_env_action
+from tandem.envs.gym import GymEnv, check_finite, episode_seed
+from tandem.errors import CheckpointError
+from tandem.run.checkpoint import MALFORMED, Segmented, Snapshot, store_meta
+from tandem.run.driver import Control
+from tandem.run.results import Policy
 
 log = logging.getLogger("tandem")
 
 
-@dataclasses.dataclass
-class HostState:
-    """Driver state outside the jitted pytree."""
+class OffPolicyDriver:
+    """One Gymnasium env feeding a :class:`ReplayLearner` (see the module docstring)."""
 
-    step: int
-    episode: int
-    obs: np.ndarray                      # [obs_dim] current flat observation
-    rng: np.random.Generator             # random actions + replay sampling
-    episode_return: float = 0.0
-    episode_actions: list = dataclasses.field(default_factory=list)  # env-scaled actions
-    recent_returns: list = dataclasses.field(default_factory=list)
-    recent_lengths: list = dataclasses.field(default_factory=list)
+    unit = "env_steps"
+    per_seed_folders = False
+    compile_s = 0.0
 
+    def __init__(self, cfg, genv: GymEnv, fns: AgentFns, seed: int, algo: str,
+                 eval_env=None) -> None:
+        self.cfg, self.genv, self.fns, self.algo = cfg, genv, fns, algo
+        self.seeds = [int(seed)]
+        self.eval_env = eval_env if eval_env is not None else genv.env
+        self.ln: ReplayLearner | None = None
+        self.step_ = self.episode = 0
+        self.obs: Any = None
+        self.episode_return = 0.0
+        self.episode_actions: list = []   # env actions of the running episode
+        self.recent_returns: list = []
+        self.recent_lengths: list = []
+        self.noise = np.zeros(fns.spec.action.dim, np.float32)  # OU state, reset per episode
 
-@dataclasses.dataclass
-class Learner:
-    """Everything a training session holds: config, env, compiled functions and state."""
+    # ------------------------------------------------------------------ Driver
+    @property
+    def step(self) -> int:
+        return self.step_
 
-    cfg: Any
-    info: EnvInfo
-    fns: Any
-    seed: int
-    state: Any
-    host: HostState
-    replay: HostReplay
-    rms: RunningMeanStd | None
-    explore_key: jax.Array
-    noise: np.ndarray                    # [action_dim] OU exploration state, reset per episode
-    last_metrics: dict = dataclasses.field(default_factory=dict)
-    stop_requested: bool = False  # set by a signal handler; the loop stops at a step boundary
+    @property
+    def state(self):
+        return self.ln.state
 
-    def obs_stats(self):
-        return None if self.rms is None else self.rms.stats()
+    @property
+    def replay(self):
+        return self.ln.replay
 
+    def start(self) -> None:
+        seed = self.seeds[0]
+        self.ln = ReplayLearner.create(self.cfg, self.fns, seed)
+        self.obs = self._reset(0)
+        if self.ln.rms is not None:
+            self.ln.rms.update(self.obs)
 
-def _reset(info: EnvInfo, seed: int, episode: int) -> np.ndarray:
-    obs, _ = info.env.reset(seed=episode_seed(seed, episode))
-    obs = np.asarray(obs, np.float32)
-    check_finite(obs, 0.0, -1, episode)
-    return obs
+    def restore(self, meta: dict, arrays: dict, source: str) -> None:
+        spec = self.fns.spec
+        try:
+            hm = meta["host"]
+            self.ln = ReplayLearner.restore(self.cfg, self.fns, hm, arrays,
+                                            store_meta(meta, "replay"), source)
+            self.seeds = [self.ln.seed]
+            saved_obs = canonical(spec.obs, _obs_from(arrays, "host/obs", spec.obs))
+            actions = np.asarray(arrays["host/episode_actions"], np.float64)
+            self.noise = np.asarray(arrays["host/noise"], np.float32).reshape(spec.action.dim)
+            self.step_, self.episode = int(hm["step"]), int(hm["episode"])
+            self.episode_return = float(hm["episode_return"])
+            self.episode_actions = list(actions)
+            self.recent_returns = list(hm["recent_returns"])
+            self.recent_lengths = list(hm["recent_lengths"])
+        except MALFORMED as exc:
+            raise CheckpointError(f"{source}: host state is incomplete or malformed "
+                                  f"({exc!r})") from None
+        # Fast-forward the env to where the checkpoint left it (see the module docstring).
+        obs = self._reset(self.episode)
+        for a in actions:
+            obs, *_ = self.genv.env.step(a)
+        obs = canonical(spec.obs, obs)
+        if not _same(obs, saved_obs):
+            log.warning("resume: replaying the current episode did not reproduce the saved "
+                        "observation (the env is not deterministic given its seed); starting a "
+                        "fresh episode, so this run will not match an uninterrupted one exactly")
+            self.episode += 1
+            self.episode_return, self.episode_actions = 0.0, []
+            obs = self._reset(self.episode)
+            self.noise = np.zeros_like(self.noise)
+        self.obs = obs
 
-
-def _keys(seed: int) -> tuple[jax.Array, jax.Array]:
-    k_init, k_explore = jax.random.split(jax.random.PRNGKey(seed))
-    return k_init, k_explore
-
-
-def new_learner(cfg, info: EnvInfo, fns, seed: int) -> Learner:
-    k_init, k_explore = _keys(seed)
-    obs = _reset(info, seed, 0)
-    rms = RunningMeanStd.create(info.obs_dim) if cfg.normalize_obs else None
-    if rms is not None:
-        rms.update(obs)
-    return Learner(cfg, info, fns, seed, fns.init(k_init),
-                   HostState(0, 0, obs, np.random.default_rng(seed)),
-                   HostReplay(cfg.buffer_size, info.obs_dim, info.action_dim), rms, k_explore,
-                   _zero_noise(info))
-
-
-def _zero_noise(info: EnvInfo) -> np.ndarray:
-    return np.zeros(info.action_dim, np.float32)
-
-
-# ------------------------------------------------------------------------------ checkpoint
-def learner_arrays(ln: Learner) -> dict[str, np.ndarray]:
-    arrays = flatten_pytree(ln.state, "state")
-    arrays.update(ln.replay.state_arrays())
-    if ln.rms is not None:
-        arrays.update(ln.rms.state_arrays())
-    acts = np.asarray(ln.host.episode_actions, np.float64).reshape(-1, ln.info.action_dim)
-    arrays["host/episode_actions"] = acts  # [k, action_dim]
-    arrays["host/obs"] = ln.host.obs
-    arrays["host/noise"] = np.asarray(ln.noise, np.float32)
-    return arrays
-
-
-def learner_meta(ln: Learner) -> dict:
-    h = ln.host
-    return {"host": {"step": h.step, "episode": h.episode, "episode_return": h.episode_return,
-                     "rng": h.rng.bit_generator.state, "recent_returns": h.recent_returns,
-                     "recent_lengths": h.recent_lengths, "seed": ln.seed,
-                     "replay": ln.replay.state_meta(), "normalize_obs": ln.rms is not None}}
-
-
-def restore_learner(cfg, info: EnvInfo, fns, meta: dict, arrays: dict, source: str) -> Learner:
-    from tandem.errors import CheckpointError
-
-    try:
-        hm = meta["host"]
-        seed = int(hm["seed"])
-        k_init, k_explore = _keys(seed)
-        state = restore_pytree(jax.eval_shape(fns.init, k_init), arrays, "state", source)
-        replay = HostReplay.from_state(hm["replay"], arrays, info.obs_dim, info.action_dim,
-                                       cfg.buffer_size)
-        rms = RunningMeanStd.from_state(arrays) if hm["normalize_obs"] else None
-        rng = np.random.default_rng()
-        rng.bit_generator.state = hm["rng"]
-        saved_obs = np.asarray(arrays["host/obs"], np.float32)
-        actions = np.asarray(arrays["host/episode_actions"], np.float64)
-        noise = np.asarray(arrays["host/noise"], np.float32).reshape(info.action_dim)
-        host = HostState(int(hm["step"]), int(hm["episode"]), saved_obs, rng,
-                         float(hm["episode_return"]), list(actions),
-                         list(hm["recent_returns"]), list(hm["recent_lengths"]))
-    except MALFORMED as exc:
-        raise CheckpointError(f"{source}: host state is incomplete or malformed ({exc!r})") from None
-
-    # Fast-forward the env to where the checkpoint left it (see the module docstring).
-    obs = _reset(info, seed, host.episode)
-    for a in actions:
-        obs, *_ = info.env.step(a)
-    obs = np.asarray(obs, np.float32)
-    if not np.array_equal(obs, saved_obs):
-        log.warning("resume: replaying the current episode did not reproduce the saved "
-                    "observation (the env is not deterministic given its seed); starting a "
-                    "fresh episode, so this run will not match an uninterrupted one exactly")
-        host.episode += 1
-        host.episode_return, host.episode_actions = 0.0, []
-        host.obs = _reset(info, seed, host.episode)
-        noise = _zero_noise(info)
-    return Learner(cfg, info, fns, seed, state, host, replay, rms, k_explore, noise)
-
-
-# ------------------------------------------------------------------------------ the loop
-def run_steps(ln: Learner, until: int, on_log: Callable[[int, dict], None],
-              on_checkpoint: Callable[[int], None], on_progress: Callable[[int, float], None]
-              ) -> None:
-    """Advance training to env step ``until``; calls back for logs, checkpoints, progress."""
-    cfg, info, fns, h = ln.cfg, ln.info, ln.fns, ln.host
-    env, replay = info.env, ln.replay
-    explore, update_many = fns.explore, fns.update_many
-    G, B = cfg.gradient_steps, cfg.batch_size
-    stats = ln.obs_stats()
-    t_last, step_last = time.perf_counter(), h.step
-    progress_every = max(1, min(cfg.log_every, 200))
-
-    while h.step < until:
-        t = h.step
-        if t < cfg.learning_starts:
-            a = h.rng.uniform(-1.0, 1.0, info.action_dim).astype(np.float32)
-        else:
-            a, ln.noise = explore(fns.policy_params(ln.state), stats, h.obs, ln.explore_key, t,
-                                  ln.noise)
-            a = np.asarray(a)
-        env_a = scale_action(a, info.action_low, info.action_high)
-        next_obs, reward, terminated, truncated, _ = env.step(env_a)
-        next_obs = np.asarray(next_obs, np.float32)
-        check_finite(next_obs, reward, t, h.episode)
-        replay.add(h.obs, a, reward, next_obs, float(terminated))
-        h.episode_actions.append(env_a)
-        h.episode_return += float(reward)
-        if ln.rms is not None:
-            ln.rms.update(next_obs)
-        h.step = t + 1
-        if terminated or truncated:
-            record_episodes(h, [h.episode_return], [len(h.episode_actions)])
-            h.episode_return, h.episode_actions = 0.0, []
-            h.obs = _reset(info, ln.seed, h.episode)
-            ln.noise = _zero_noise(info)
+    def advance(self, until: int, control: Control) -> None:
+        """Step the env until env step ``until`` (or a stop request)."""
+        ln, cfg, fns = self.ln, self.cfg, self.fns
+        env, replay, space = self.genv.env, ln.replay, fns.spec.obs
+        action_space = fns.spec.action
+        explore, params_of = fns.explore, fns.policy_params
+        starts, freq, tick_every = cfg.learning_starts, cfg.train_freq, control.tick_every
+        stats = ln.obs_stats()
+        first = not self.episode_actions
+        while self.step_ < until:
+            t = self.step_
+            if t < starts:
+                a = ln.random_action()
+            else:
+                a, self.noise, _ = explore(params_of(ln.state), stats, self.obs, ln.explore_key,
+                                           t, self.noise)
+                a = np.asarray(a)
+            env_a = to_env_action(action_space, a)
+            next_obs, reward, terminated, truncated, _ = env.step(env_a)
+            next_obs = canonical(space, next_obs)
+            check_finite(next_obs, reward, t, self.episode)
+            replay.add(self.obs, a, reward, next_obs, float(terminated), truncated, first)
+            self.episode_actions.append(env_a)
+            self.episode_return += float(reward)
             if ln.rms is not None:
-                ln.rms.update(h.obs)
-        else:
-            h.obs = next_obs
-        if ln.rms is not None:
-            stats = ln.rms.stats()
+                ln.rms.update(next_obs)
+            self.step_ = t + 1
+            first = terminated or truncated
+            if first:
+                record_episodes(self, [self.episode_return], [len(self.episode_actions)])
+                self.episode_return, self.episode_actions = 0.0, []
+                self.obs = self._reset(self.episode)
+                self.noise = np.zeros_like(self.noise)
+                if ln.rms is not None:
+                    ln.rms.update(self.obs)
+            else:
+                self.obs = next_obs
+            if ln.rms is not None:
+                stats = ln.rms.stats()
+            if self.step_ > starts and self.step_ % freq == 0:
+                ln.learn()
+            if self.step_ % tick_every == 0:
+                control.tick(self.step_)
+            if control.stop:
+                return
 
-        if h.step > cfg.learning_starts and h.step % cfg.train_freq == 0:
-            ln.state, ln.last_metrics = update_many(ln.state, replay.sample(h.rng, G, B), stats)
+    def metrics(self) -> list[dict]:
+        m = to_floats(self.ln.last_metrics)
+        m.update(episode_metrics(self.recent_returns, self.recent_lengths, self.episode))
+        return [m]
 
-        if h.step % progress_every == 0 or h.step == until:
-            now = time.perf_counter()
-            on_progress(h.step, (h.step - step_last) / max(now - t_last, 1e-9))
-        if h.step % cfg.log_every == 0 or h.step == until or \
-                (cfg.eval_every and h.step % cfg.eval_every == 0):  # evaluations log too
-            now = time.perf_counter()
-            metrics = log_metrics(ln.last_metrics, h.recent_returns, h.recent_lengths,
-                                  h.episode, (h.step - step_last) / max(now - t_last, 1e-9))
-            t_last, step_last = now, h.step
-            on_log(h.step, metrics)
-        if cfg.checkpoint_every and h.step % cfg.checkpoint_every == 0 and h.step < until:
-            on_checkpoint(h.step)
-        if ln.stop_requested:
-            return
+    def evaluate(self, episodes: int) -> list[dict]:
+        return [evaluate_policy(self.policy().act, self.eval_env, episodes, self.seeds[0])]
+
+    def snapshot(self) -> Snapshot:
+        ln, spec = self.ln, self.fns.spec
+        arrays = ln.arrays()
+        acts = np.asarray(self.episode_actions, np.float64).reshape(-1, spec.action.dim)
+        arrays["host/episode_actions"] = acts  # [k, action_dim]
+        for path, _ in leaves(spec.obs):
+            arrays[_name("host/obs", path)] = np.asarray(get_leaf(self.obs, path))
+        arrays["host/noise"] = np.asarray(self.noise, np.float32)
+        meta = {"host": {**ln.meta(), "step": self.step_, "episode": self.episode,
+                         "episode_return": self.episode_return,
+                         "recent_returns": self.recent_returns,
+                         "recent_lengths": self.recent_lengths}}
+        return Snapshot(arrays, meta, {"replay": Segmented(ln.replay.count, ln.replay.capacity,
+                                                           ln.replay.rows)})
+
+    def policy(self, index: int = 0) -> Policy:
+        return Policy(self.algo, self.fns.policy_params(self.ln.state), self.ln.obs_stats(),
+                      self.fns.spec, self.fns.act)
+
+    def summary(self, wall_s: float) -> dict:
+        return {"jax_backend": jax.default_backend()}
+
+    def close(self) -> None:
+        pass  # the env belongs to the caller (an instance) or is closed with the process
+
+    # ------------------------------------------------------------------ helpers
+    def _reset(self, episode: int) -> Any:
+        obs, _ = self.genv.env.reset(seed=episode_seed(self.seeds[0], episode))
+        obs = canonical(self.fns.spec.obs, obs)
+        check_finite(obs, 0.0, -1, episode)
+        return obs
+
+
+def _name(prefix: str, path: tuple) -> str:
+    return "/".join(filter(None, (prefix, leaf_name(path))))
+
+
+def _obs_from(arrays: dict, prefix: str, space) -> Any:
+    """The structured observation saved leaf by leaf under ``prefix``."""
+    return build(space, lambda path, _: arrays[_name(prefix, path)])
+
+
+def _same(a: Any, b: Any) -> bool:
+    return all(np.array_equal(x, y) for x, y in zip(jax.tree_util.tree_leaves(a),
+                                                      jax.tree_util.tree_leaves(b)))

@@ -1,4 +1,4 @@
-"""On-policy training loop (PPO, A2C) for Gymnasium vector envs.
+"""On-policy driver (PPO, A2C) for Gymnasium vector envs.
 
 Per rollout: n_steps vector steps, each one jitted ``sample`` call for all n_envs envs and one
 ``envs.step``; the observations the policy saw, actions, (scaled) rewards and episode flags go
@@ -18,19 +18,23 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import Any, Callable
+from typing import Any
 
-import gymnasium as gym
 import jax
 import numpy as np
 
-from tandem.core.checkpoint import MALFORMED, flatten_pytree, restore_pytree
-from tandem.core.logging import checkpoint_due, log_due, log_metrics, record_episodes
-from tandem.core.normalize import RunningMeanStd, normalize_obs, scale_reward
+from tandem.core.agent import AgentFns
+from tandem.core.evaluate import evaluate_policy
+from tandem.core.logging import episode_metrics, record_episodes, to_floats
+from tandem.core.normalize import ObsRMS, RunningMeanStd, normalize_obs, scale_reward
+from tandem.core.pytree import flatten_pytree, restore_pytree
+from tandem.core.spaces import build, canonical, get_leaf, leaf_name, leaves, to_env_action
 from tandem.core.types import Rollout
-from tandem.envs.gym import (EnvInfo, check_finite_batch, make_vector_env, to_env_action,
-                             vector_step)
+from tandem.envs.gym import GymEnv, check_finite_batch, make_vector_env, vector_step
 from tandem.errors import CheckpointError
+from tandem.run.checkpoint import MALFORMED, Snapshot
+from tandem.run.driver import Control
+from tandem.run.results import Policy
 
 log = logging.getLogger("tandem")
 
@@ -41,7 +45,7 @@ class HostState:
 
     step: int
     episode: int                  # finished episodes, all envs
-    obs: np.ndarray               # [N, obs_dim] current raw (flat) observations
+    obs: Any                      # [N, *obs] current raw observations (canonical)
     ep_return: np.ndarray         # [N] float64 undiscounted return of the running episodes
     ep_length: np.ndarray         # [N] int64
     disc_return: np.ndarray       # [N] float64 discounted return, for reward scaling
@@ -84,189 +88,220 @@ class HostState:
         return list(acts), list(dones)
 
 
-@dataclasses.dataclass
-class Learner:
-    cfg: Any
-    info: EnvInfo
-    envs: gym.vector.VectorEnv
-    fns: Any
-    seed: int
-    state: Any
-    host: HostState
-    rms: RunningMeanStd | None       # observations
-    ret_rms: RunningMeanStd | None   # discounted returns (reward scaling)
-    explore_key: jax.Array
-    last_metrics: dict = dataclasses.field(default_factory=dict)
-    stop_requested: bool = False
-    env_s: float = 0.0    # seconds inside envs.step, for the time/ split
-    learn_s: float = 0.0  # seconds inside update
+class OnPolicyDriver:
+    """n_envs Gymnasium envs stepped together, one jitted update per rollout."""
+
+    unit = "env_steps"
+    per_seed_folders = False
+    compile_s = 0.0
+
+    def __init__(self, cfg, genv: GymEnv, fns: AgentFns, seed: int, algo: str,
+                 eval_env=None, mujoco_log: str | None = None) -> None:
+        self.cfg, self.genv, self.fns, self.algo = cfg, genv, fns, algo
+        self.seeds = [int(seed)]
+        self.eval_env = eval_env if eval_env is not None else genv.env
+        self.mujoco_log = mujoco_log
+        self.envs = None
+        self.state: Any = None
+        self.host: HostState | None = None
+        self.rms: ObsRMS | None = None              # observations
+        self.ret_rms: RunningMeanStd | None = None  # discounted returns (reward scaling)
+        self.explore_key: jax.Array | None = None
+        self.last_metrics: dict = {}
+        self.env_s = 0.0    # seconds inside envs.step, for the time/ split
+        self.learn_s = 0.0  # seconds inside update
+
+    @property
+    def step(self) -> int:
+        return self.host.step
+
+    def _keys(self) -> tuple[jax.Array, jax.Array]:
+        k_init, k_explore = jax.random.split(jax.random.PRNGKey(self.seeds[0]))
+        return k_init, k_explore
+
+    def start(self) -> None:
+        cfg, n, space = self.cfg, self.cfg.n_envs, self.fns.spec.obs
+        self.envs = make_vector_env(self.genv, n, self.seeds[0], cfg.vec_env, self.mujoco_log)
+        k_init, self.explore_key = self._keys()
+        obs, _ = self.envs.reset()
+        obs = canonical(space, obs, (n,))
+        check_finite_batch(obs, np.zeros(1), 0)
+        self.rms = ObsRMS.create(space) if cfg.normalize_obs else None
+        if self.rms is not None:
+            self.rms.update(obs)
+        self.ret_rms = RunningMeanStd.create(1) if cfg.normalize_reward else None
+        self.host = HostState(0, 0, obs, np.zeros(n), np.zeros(n, np.int64), np.zeros(n))
+        self.state = self.fns.init(k_init)
+
+    def restore(self, meta: dict, arrays: dict, source: str) -> None:
+        cfg, space = self.cfg, self.fns.spec.obs
+        try:
+            hm = meta["host"]
+            self.seeds = [int(hm["seed"])]
+            if int(hm["n_envs"]) != cfg.n_envs:
+                raise ValueError(f"n_envs {hm['n_envs']} != {cfg.n_envs}")
+            k_init, self.explore_key = self._keys()
+            self.state = restore_pytree(jax.eval_shape(self.fns.init, k_init), arrays, "state",
+                                        source)
+            self.rms = ObsRMS.from_state(space, arrays) if hm["normalize_obs"] else None
+            self.ret_rms = (RunningMeanStd.from_state(arrays, "ret_rms")
+                            if hm["normalize_reward"] else None)
+            saved_obs = canonical(space, build(space, lambda p, _: arrays[_name("host/obs", p)]),
+                                  (cfg.n_envs,))
+            positions = [(int(arrays[f"host/env_{i}/episode"]),
+                          np.asarray(arrays[f"host/env_{i}/actions"]))
+                         for i in range(cfg.n_envs)]
+            host = HostState(int(hm["step"]), int(hm["episode"]), saved_obs,
+                             np.array(arrays["host/ep_return"], np.float64),
+                             np.array(arrays["host/ep_length"], np.int64),
+                             np.array(arrays["host/disc_return"], np.float64),
+                             list(hm["recent_returns"]), list(hm["recent_lengths"]),
+                             *HostState.log_from([a for _, a in positions], cfg.n_envs))
+        except MALFORMED as exc:
+            raise CheckpointError(f"{source}: host state is incomplete or malformed "
+                                  f"({exc!r})") from None
+        self.envs = make_vector_env(self.genv, cfg.n_envs, self.seeds[0], cfg.vec_env,
+                                    self.mujoco_log)
+        obs, _ = self.envs.reset(options={"tandem_restore": positions})
+        obs = canonical(space, obs, (cfg.n_envs,))
+        if not all(np.array_equal(get_leaf(obs, p), get_leaf(saved_obs, p))
+                   for p, _ in leaves(space)):
+            log.warning("resume: replaying the running episodes did not reproduce the saved "
+                        "observations (the env is not deterministic given its seed); starting "
+                        "fresh episodes, so this run will not match an uninterrupted one exactly")
+            obs, _ = self.envs.reset()
+            host.obs = canonical(space, obs, (cfg.n_envs,))
+            host.ep_return[:], host.ep_length[:], host.disc_return[:] = 0.0, 0, 0.0
+            host.action_log, host.done_log = [], []
+        self.host = host
 
     def obs_stats(self):
         return None if self.rms is None else self.rms.stats()
 
+    def advance(self, until: int, control: Control) -> None:
+        """Collect rollouts and learn from them until env step ``until`` (whole rollouts: the
+        last one may go past ``until`` by less than n_envs x n_steps steps, as in SB3)."""
+        cfg, fns, h, envs = self.cfg, self.fns, self.host, self.envs
+        T, N, space = cfg.n_steps, cfg.n_envs, fns.spec.obs
+        action_space = fns.spec.action
+        act_shape = (action_space.dim,) if action_space.kind != "discrete" else ()
+        act_dtype = np.float32 if action_space.kind == "box" else np.int32
+        # rollout storage; normalised leaves are float32
+        normed = self.rms is not None and {p for p in self.rms.leaves}
 
-def _keys(seed: int) -> tuple[jax.Array, jax.Array]:
-    k_init, k_explore = jax.random.split(jax.random.PRNGKey(seed))
-    return k_init, k_explore
+        def buffer(path, leaf):
+            dtype = np.float32 if normed and path in normed else leaf.dtype
+            return np.zeros((T, N) + leaf.shape, dtype)
+        obs_buf, final_buf = build(space, buffer), build(space, buffer)
+        act_buf = np.zeros((T, N) + act_shape, act_dtype)
+        rew_buf = np.zeros((T, N), np.float32)
+        term_buf = np.zeros((T, N), np.float32)
+        done_buf = np.zeros((T, N), np.float32)
+        explore, update = fns.explore, fns.update
 
+        while h.step < until:
+            start = h.step
+            params = fns.policy_params(self.state)
+            stats = self.obs_stats()
+            for t in range(T):
+                obs_in = normalize_obs(h.obs, stats)
+                _store(obs_buf, t, obs_in, space)
+                a, _, _ = explore(params, None, obs_in, self.explore_key, h.step, None)
+                a = np.asarray(a)
+                act_buf[t] = a
+                t0 = time.perf_counter()
+                env_a = to_env_action(action_space, a)
+                next_obs, reward, terminated, done, final = vector_step(envs, env_a, N, space,
+                                                                        h.step)
+                self.env_s += time.perf_counter() - t0
+                h.action_log.append(env_a)
+                h.done_log.append(done)
+                if self.rms is not None:
+                    self.rms.update(next_obs)
+                    stats = self.rms.stats()
+                _store(final_buf, t, normalize_obs(final, stats), space)
+                if self.ret_rms is not None:
+                    h.disc_return = h.disc_return * cfg.gamma + reward
+                    self.ret_rms.update(h.disc_return[:, None])
+                    rew_buf[t] = scale_reward(reward, self.ret_rms.var[0])
+                else:
+                    rew_buf[t] = reward
+                term_buf[t] = terminated
+                done_buf[t] = done
+                h.ep_return += reward
+                h.ep_length += 1
+                h.step += N
+                if done.any():
+                    record_episodes(h, h.ep_return[done].tolist(), h.ep_length[done].tolist())
+                    h.ep_return[done], h.ep_length[done], h.disc_return[done] = 0.0, 0, 0.0
+                h.obs = next_obs
 
-def new_learner(cfg, info: EnvInfo, fns, seed: int, source: str | gym.Env,
-                env_kwargs: dict | None) -> Learner:
-    envs = make_vector_env(info, source, cfg.n_envs, seed, cfg.vec_env, env_kwargs)
-    k_init, k_explore = _keys(seed)
-    obs, _ = envs.reset()
-    obs = np.asarray(obs, np.float32).reshape(cfg.n_envs, -1)
-    check_finite_batch(obs, np.zeros(1), 0)
-    n = cfg.n_envs
-    rms = RunningMeanStd.create(info.obs_dim) if cfg.normalize_obs else None
-    if rms is not None:
-        rms.update(obs)
-    ret_rms = RunningMeanStd.create(1) if cfg.normalize_reward else None
-    host = HostState(0, 0, obs, np.zeros(n), np.zeros(n, np.int64), np.zeros(n))
-    return Learner(cfg, info, envs, fns, seed, fns.init(k_init), host, rms, ret_rms, k_explore)
-
-
-# ------------------------------------------------------------------------------ checkpoint
-def learner_arrays(ln: Learner) -> dict[str, np.ndarray]:
-    arrays = flatten_pytree(ln.state, "state")
-    if ln.rms is not None:
-        arrays.update(ln.rms.state_arrays("obs_rms"))
-    if ln.ret_rms is not None:
-        arrays.update(ln.ret_rms.state_arrays("ret_rms"))
-    h = ln.host
-    arrays.update({"host/obs": h.obs, "host/ep_return": h.ep_return,
-                   "host/ep_length": h.ep_length, "host/disc_return": h.disc_return})
-    for i, episode in enumerate(ln.envs.get_attr("tandem_episode")):
-        arrays[f"host/env_{i}/actions"] = h.episode_actions(i)  # [k, ...] env actions
-        arrays[f"host/env_{i}/episode"] = np.asarray(episode, np.int64)
-    return arrays
-
-
-def learner_meta(ln: Learner) -> dict:
-    h = ln.host
-    return {"host": {"step": h.step, "episode": h.episode, "seed": ln.seed,
-                     "recent_returns": h.recent_returns, "recent_lengths": h.recent_lengths,
-                     "n_envs": ln.cfg.n_envs, "normalize_obs": ln.rms is not None,
-                     "normalize_reward": ln.ret_rms is not None}}
-
-
-def restore_learner(cfg, info: EnvInfo, fns, meta: dict, arrays: dict, source_name: str,
-                    source: str | gym.Env, env_kwargs: dict | None) -> Learner:
-    try:
-        hm = meta["host"]
-        seed = int(hm["seed"])
-        if int(hm["n_envs"]) != cfg.n_envs:
-            raise ValueError(f"n_envs {hm['n_envs']} != {cfg.n_envs}")
-        k_init, k_explore = _keys(seed)
-        state = restore_pytree(jax.eval_shape(fns.init, k_init), arrays, "state", source_name)
-        rms = RunningMeanStd.from_state(arrays, "obs_rms") if hm["normalize_obs"] else None
-        ret_rms = (RunningMeanStd.from_state(arrays, "ret_rms") if hm["normalize_reward"]
-                   else None)
-        saved_obs = np.asarray(arrays["host/obs"], np.float32)
-        positions = [(int(arrays[f"host/env_{i}/episode"]),
-                      np.asarray(arrays[f"host/env_{i}/actions"])) for i in range(cfg.n_envs)]
-        host = HostState(int(hm["step"]), int(hm["episode"]), saved_obs,
-                         np.array(arrays["host/ep_return"], np.float64),
-                         np.array(arrays["host/ep_length"], np.int64),
-                         np.array(arrays["host/disc_return"], np.float64),
-                         list(hm["recent_returns"]), list(hm["recent_lengths"]),
-                         *HostState.log_from([a for _, a in positions], cfg.n_envs))
-    except MALFORMED as exc:
-        raise CheckpointError(f"{source_name}: host state is incomplete or malformed "
-                              f"({exc!r})") from None
-
-    envs = make_vector_env(info, source, cfg.n_envs, seed, cfg.vec_env, env_kwargs)
-    obs, _ = envs.reset(options={"tandem_restore": positions})
-    obs = np.asarray(obs, np.float32).reshape(cfg.n_envs, -1)
-    if not np.array_equal(obs, saved_obs):
-        log.warning("resume: replaying the running episodes did not reproduce the saved "
-                    "observations (the env is not deterministic given its seed); starting "
-                    "fresh episodes, so this run will not match an uninterrupted one exactly")
-        obs, _ = envs.reset()
-        host.obs = np.asarray(obs, np.float32).reshape(cfg.n_envs, -1)
-        host.ep_return[:], host.ep_length[:], host.disc_return[:] = 0.0, 0, 0.0
-        host.action_log, host.done_log = [], []
-    return Learner(cfg, info, envs, fns, seed, state, host, rms, ret_rms, k_explore)
-
-
-# ------------------------------------------------------------------------------ the loop
-def run_steps(ln: Learner, until: int, on_log: Callable[[int, dict], None],
-              on_checkpoint: Callable[[int], None], on_progress: Callable[[int, float], None]
-              ) -> None:
-    """Collect rollouts and learn from them until env step ``until`` (whole rollouts: the
-    last one may go past ``until`` by less than n_envs x n_steps steps, as in SB3)."""
-    cfg, info, fns, h, envs = ln.cfg, ln.info, ln.fns, ln.host, ln.envs
-    T, N, d = cfg.n_steps, cfg.n_envs, info.obs_dim
-    kind = info.action_space["kind"]
-    act_shape = (info.action_dim,) if kind != "discrete" else ()
-    act_dtype = np.float32 if kind == "box" else np.int32
-    # preallocated rollout storage, reused every rollout
-    obs_buf = np.zeros((T, N, d), np.float32)
-    act_buf = np.zeros((T, N) + act_shape, act_dtype)
-    rew_buf = np.zeros((T, N), np.float32)
-    term_buf = np.zeros((T, N), np.float32)
-    done_buf = np.zeros((T, N), np.float32)
-    final_buf = np.zeros((T, N, d), np.float32)
-    sample, update = fns.sample, fns.update
-    t_last, step_last = time.perf_counter(), h.step
-
-    while h.step < until:
-        start, t_start = h.step, time.perf_counter()
-        params = fns.policy_params(ln.state)
-        stats = ln.obs_stats()
-        for t in range(T):
-            obs_in = normalize_obs(h.obs, stats)
-            obs_buf[t] = obs_in
-            a = np.asarray(sample(params, obs_in, ln.explore_key, h.step))
-            act_buf[t] = a
+            h.trim_log()
+            ro = Rollout(obs_buf, act_buf, rew_buf, term_buf, done_buf, final_buf,
+                         normalize_obs(h.obs, stats))
+            frac = 1.0 - start / max(control.total, 1)
             t0 = time.perf_counter()
-            env_a = to_env_action(a, info.action_low, info.action_high, info.action_space)
-            next_obs, reward, terminated, done, final = vector_step(envs, env_a, N, d, h.step)
-            ln.env_s += time.perf_counter() - t0
-            h.action_log.append(env_a)
-            h.done_log.append(done)
-            if ln.rms is not None:
-                ln.rms.update(next_obs)
-                stats = ln.rms.stats()
-            final_buf[t] = normalize_obs(final, stats)
-            if ln.ret_rms is not None:
-                h.disc_return = h.disc_return * cfg.gamma + reward
-                ln.ret_rms.update(h.disc_return[:, None])
-                rew_buf[t] = scale_reward(reward, ln.ret_rms.var[0])
-            else:
-                rew_buf[t] = reward
-            term_buf[t] = terminated
-            done_buf[t] = done
-            h.ep_return += reward
-            h.ep_length += 1
-            h.step += N
-            if done.any():
-                record_episodes(h, h.ep_return[done].tolist(), h.ep_length[done].tolist())
-                h.ep_return[done], h.ep_length[done], h.disc_return[done] = 0.0, 0, 0.0
-            h.obs = next_obs
+            self.state, self.last_metrics = update(self.state, ro, np.float32(frac))
+            jax.block_until_ready(self.state)
+            self.learn_s += time.perf_counter() - t0
+            control.tick(h.step)
+            if control.stop:
+                return
 
-        h.trim_log()
-        ro = Rollout(obs_buf, act_buf, rew_buf, term_buf, done_buf, final_buf,
-                     normalize_obs(h.obs, stats))
-        frac = 1.0 - start / max(until, 1)
-        t0 = time.perf_counter()
-        ln.state, ln.last_metrics = update(ln.state, ro, np.float32(frac))
-        jax.block_until_ready(ln.state)
-        ln.learn_s += time.perf_counter() - t0
+    def metrics(self) -> list[dict]:
+        h = self.host
+        m = to_floats(self.last_metrics)
+        m.update(episode_metrics(h.recent_returns, h.recent_lengths, h.episode))
+        m["time/env_s"], m["time/learn_s"] = self.env_s, self.learn_s
+        return [m]
 
-        now = time.perf_counter()
-        on_progress(h.step, (h.step - start) / max(now - t_start, 1e-9))
-        if log_due(cfg, start, h.step, until):
-            metrics = log_metrics(ln.last_metrics, h.recent_returns, h.recent_lengths,
-                                  h.episode, (h.step - step_last) / max(now - t_last, 1e-9))
-            metrics["time/env_s"], metrics["time/learn_s"] = ln.env_s, ln.learn_s
-            t_last, step_last = now, h.step
-            on_log(h.step, metrics)
-        if checkpoint_due(cfg, start, h.step, until):
-            on_checkpoint(h.step)
-        if ln.stop_requested:
-            return
+    def evaluate(self, episodes: int) -> list[dict]:
+        return [evaluate_policy(self.policy().act, self.eval_env, episodes, self.seeds[0])]
+
+    def snapshot(self) -> Snapshot:
+        h, cfg = self.host, self.cfg
+        arrays = flatten_pytree(self.state, "state")
+        if self.rms is not None:
+            arrays.update(self.rms.state_arrays("obs_rms"))
+        if self.ret_rms is not None:
+            arrays.update(self.ret_rms.state_arrays("ret_rms"))
+        for path, _ in leaves(self.fns.spec.obs):
+            arrays[_name("host/obs", path)] = np.asarray(get_leaf(h.obs, path))
+        arrays.update({"host/ep_return": h.ep_return, "host/ep_length": h.ep_length,
+                       "host/disc_return": h.disc_return})
+        for i, episode in enumerate(self.envs.get_attr("tandem_episode")):
+            arrays[f"host/env_{i}/actions"] = h.episode_actions(i)  # [k, ...] env actions
+            arrays[f"host/env_{i}/episode"] = np.asarray(episode, np.int64)
+        meta = {"host": {"step": h.step, "episode": h.episode, "seed": self.seeds[0],
+                         "recent_returns": h.recent_returns, "recent_lengths": h.recent_lengths,
+                         "n_envs": cfg.n_envs, "normalize_obs": self.rms is not None,
+                         "normalize_reward": self.ret_rms is not None}}
+        return Snapshot(arrays, meta)
+
+    def policy(self, index: int = 0) -> Policy:
+        return Policy(self.algo, self.fns.policy_params(self.state), self.obs_stats(),
+                      self.fns.spec, self.fns.act)
+
+    def summary(self, wall_s: float) -> dict:
+        """Where the time went: env stepping vs learning."""
+        return {"time/env_fraction": self.env_s / max(wall_s, 1e-9),
+                "time/learn_fraction": self.learn_s / max(wall_s, 1e-9),
+                "jax_backend": jax.default_backend()}
+
+    def close(self) -> None:
+        if self.envs is not None:
+            self.envs.close()
+            self.envs = None
 
 
-def close(ln: Learner) -> None:
-    ln.envs.close()
+def _name(prefix: str, path: tuple) -> str:
+    return "/".join(filter(None, (prefix, leaf_name(path))))
+
+
+def _store(buf: Any, t: int, obs: Any, space) -> None:
+    """buf[t] = obs, leaf by leaf."""
+    if space.is_leaf:
+        buf[t] = obs
+        return
+    for path, _ in leaves(space):
+        get_leaf(buf, path)[t] = get_leaf(obs, path)

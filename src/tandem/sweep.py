@@ -22,10 +22,12 @@ import re
 from pathlib import Path
 from typing import Any
 
+from tandem.algos import get_algo
+from tandem.api import resume, train
 from tandem.config import Config
-from tandem.core.checkpoint import atomic_write_text
 from tandem.distributed.cluster import init_ray
 from tandem.errors import ConfigError, TandemError
+from tandem.run import folder as rf
 
 log = logging.getLogger("tandem")
 
@@ -59,15 +61,12 @@ def point_name(point: dict) -> str:
 def _run_one(algo: str, cfg_dict: dict, env: str, steps: int, seed: int, run_dir: str,
              env_kwargs: dict | None) -> dict:
     """One run in a Ray task; if a previous attempt of this task died, resume it."""
-    import logging as _logging
-
-    from tandem.algos import get_algo
-    from tandem.host.run import resume, train
-    _logging.basicConfig(level=_logging.WARNING)
+    logging.basicConfig(level=logging.WARNING)
     path = Path(run_dir)
     try:
-        if (path / "summary.json").is_file():   # finished before the task was retried
-            return json.loads((path / "summary.json").read_text())
+        done = rf.read_summary(path)
+        if done is not None:   # finished before the task was retried
+            return done
         if (path / "checkpoints").is_dir() and any((path / "checkpoints").iterdir()):
             return resume(path, progress=False).summary
         cfg = get_algo(algo).config_cls.from_dict(cfg_dict)
@@ -117,20 +116,19 @@ def sweep(base: Config, env: str, steps: int, seeds: list[int], grid: dict[str, 
         if "error" in summary:
             log.warning("sweep: %s seed %d failed: %s", point_name(point), s, summary["error"])
     _aggregate_points(out, record)
-    atomic_write_text(out / "sweep.json", json.dumps(record, indent=1))
+    rf.write_sweep(out, record)
     return record
 
 
 def _aggregate_points(out: Path, record: dict) -> None:
-    from tandem.compiled.run import aggregate
     by_point: dict[str, list[dict]] = {}
     for r in record["runs"]:
         if "summary" in r:
             by_point.setdefault(point_name(r["point"]), []).append(r["summary"])
     for name, summaries in by_point.items():
-        agg = aggregate(summaries)
+        agg = rf.aggregate(summaries)
         agg["path"] = "sweep"
-        atomic_write_text(out / name / "summary.json", json.dumps(agg, indent=1))
+        rf.write_summary(out / name, agg)
 
 
 def _jsonable(x: Any) -> Any:

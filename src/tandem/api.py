@@ -1,0 +1,336 @@
+"""The public API: train, resume, load, evaluate.
+
+Each call checks its arguments, resolves the env, picks the driver for the algorithm and the
+env (``_driver``), and hands it to the one session (``tandem.run.session``); nothing here
+loops. Drivers:
+
+| env                         | algorithm                    | driver                          |
+|-----------------------------|------------------------------|---------------------------------|
+| JAX-native (gymnax, Brax)   | sac, droq, td3, ddpg, ppo, a2c | ``compiled.CompiledDriver``   |
+| Gymnasium                   | off-policy, ``workers=0``    | ``host.OffPolicyDriver``        |
+| Gymnasium                   | off-policy, ``workers=W``    | ``distributed.WorkerOffPolicyDriver`` |
+| Gymnasium                   | ppo, a2c                     | ``host.OnPolicyDriver``         |
+| Gymnasium                   | impala                       | ``distributed.IMPALADriver``    |
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import numpy as np
+
+from tandem.algos import AlgoSpec, algos_for_action_space, get_algo
+from tandem.compiled.driver import CompiledDriver
+from tandem.config import Config
+from tandem.core.evaluate import evaluate_policy
+from tandem.core.normalize import ObsRMS
+from tandem.core.pytree import restore_pytree
+from tandem.core.spaces import EnvSpec
+from tandem.distributed.impala import IMPALADriver
+from tandem.distributed.offpolicy import WorkerOffPolicyDriver
+from tandem.envs import check as env_check
+from tandem.envs.gym import GymEnv, make_env, redirect_mujoco_log
+from tandem.envs.resolve import EnvSource, resolve_env
+from tandem.errors import CheckpointError, ConfigError, EnvError
+from tandem.host.offpolicy import OffPolicyDriver
+from tandem.host.onpolicy import OnPolicyDriver
+from tandem.run import folder as rf
+from tandem.run.checkpoint import MALFORMED, latest_checkpoint, load_checkpoint
+from tandem.run.results import Policy, Run, Sweep
+from tandem.run.session import Session, each_seed
+
+log = logging.getLogger("tandem")
+
+
+# ============================================================================ drivers
+def _gym_driver(algo: AlgoSpec, cfg: Config, genv: GymEnv, seed: int, run_dir: Path | None):
+    """The driver of a Gymnasium run (see the table in the module docstring)."""
+    eval_env = genv.make() if genv.source.remakeable else genv.env
+    log_dir = str(run_dir) if run_dir is not None else None
+    if algo.driver == "impala":
+        return IMPALADriver(cfg, genv, algo.build(cfg, genv.spec), seed, algo.name, eval_env,
+                            log_dir)
+    if algo.driver == "onpolicy":
+        if cfg.workers:
+            raise ConfigError(f"{algo.name} collects with its own vector envs (--envs); Ray "
+                              "workers are for impala and the off-policy algorithms")
+        return OnPolicyDriver(cfg, genv, algo.build(cfg, genv.spec), seed, algo.name,
+                              eval_env, log_dir)
+    if cfg.workers:
+        return WorkerOffPolicyDriver(cfg, genv, algo.build(cfg, genv.spec), seed, algo.name,
+                                     eval_env, log_dir)
+    return OffPolicyDriver(cfg, genv, algo.build(cfg, genv.spec), seed, algo.name, eval_env)
+
+
+def _make_env(source: EnvSource | Any, algo: AlgoSpec, env_kwargs: dict | None = None
+              ) -> GymEnv:
+    return make_env(source, algo.name, algo.action_spaces, env_kwargs,
+                    alternatives=algos_for_action_space)
+
+
+def _check_cfg(cfg: Any) -> AlgoSpec:
+    if not isinstance(cfg, Config):
+        raise ConfigError(f"cfg must be a tandem config such as SACConfig(), got "
+                          f"{type(cfg).__name__}")
+    return get_algo(cfg.algo)
+
+
+# ============================================================================ train
+def train(cfg: Config, env: Any, steps: int = 50_000, seed: int = 0,
+          out: str | Path | None = None, progress: bool | None = None,
+          env_kwargs: dict | None = None, seeds: str | int | list[int] | None = None,
+          on_eval: Callable | None = None, check_env: bool = True) -> Run | Sweep:
+    """Train ``cfg``'s algorithm on ``env`` for ``steps`` env steps.
+
+    ``env`` is a Gymnasium id (``module:Name`` imports the module; a Name that is not a
+    registered id is the module's env factory) or instance (the host drivers), or a
+    JAX-native id such as ``gymnax:Pendulum-v1`` / ``brax:halfcheetah`` (the whole loop
+    compiled into one program). Writes a run folder (``out``, default
+    ``runs/<algo>_<env>_seed<S>_<time>``) and returns the :class:`Run`, whose
+    ``policy.act(obs)`` gives deployable actions. With ``seeds`` (a count, a range "0-9" or a
+    list) several seeds train into one folder and a :class:`Sweep` is returned: vmapped as
+    one program on a JAX-native env, one after another otherwise. A JAX-native env always
+    returns a Sweep (of one seed when ``seeds`` is not given).
+
+    With ``cfg.eval_every`` the policy is evaluated during training and
+    ``on_eval(step, metrics)`` is called after each evaluation (an exception raised there,
+    e.g. a tuner's prune, stops training after the row is logged).
+
+    A Gymnasium env is first checked (``tandem.envs.check.check_env``: a few hundred random
+    steps on a separate instance); ``check_env=False`` skips that.
+    """
+    algo = _check_cfg(cfg)
+    rf.check_int("steps", steps, 1)
+    rf.check_int("seed", seed, 0)
+    seed_list = rf.parse_seeds(seeds, seed)
+    source = resolve_env(env, env_kwargs)
+    if source.kind == "jax":
+        return _train_compiled(cfg, algo, source, steps, seed_list or [seed], out, progress,
+                               env_kwargs, on_eval)
+    if seed_list is not None and len(seed_list) > 1:
+        sweep_dir = Path(out) if out is not None else rf.default_out(cfg.algo, source.name,
+                                                                     seed_list[0])
+        runs, agg = each_seed(sweep_dir, seed_list, lambda s, folder, first: train(
+            cfg, env, steps, s, folder, progress, env_kwargs, on_eval=on_eval,
+            check_env=check_env and first))
+        return Sweep(sweep_dir, cfg.algo, runs[0].env_id, seed_list,
+                     [r.summary for r in runs], agg, [r.policy for r in runs])
+    if seed_list is not None:
+        seed = seed_list[0]
+    genv = _make_env(source, algo)
+    if check_env:
+        for warning in env_check.check_env(env, env_kwargs, seed=seed):
+            log.warning("check-env: %s", warning)
+    if cfg.eval_every and not source.remakeable:
+        raise ConfigError("eval_every needs a second env instance for evaluation; this env was "
+                          "passed as an unregistered instance: register it (gymnasium.register) "
+                          "and pass its id, or set eval_every=0")
+    run_dir = Path(out) if out is not None else rf.default_out(cfg.algo, source.name, seed)
+    driver = _gym_driver(algo, cfg, genv, seed, run_dir)
+    rf.claim(run_dir)
+    redirect_mujoco_log(run_dir)
+    run = {"algo": cfg.algo, "env": source.name, "env_from_instance": source.kind == "instance",
+           "env_kwargs": env_kwargs or {}, "seed": int(seed), "steps": int(steps),
+           "config": cfg.to_dict(), "env_spec": genv.spec.to_json(),
+           "driver": "ray" if cfg.workers else "host", "step_unit": driver.unit,
+           "versions": rf.versions()}
+    rf.write_run(run_dir, run)
+    driver.start()
+    log.info("training %s on %s for %d steps (seed %d) -> %s", cfg.algo, source.name or "env",
+             steps, seed, run_dir)
+    return _single(run_dir, run, driver, cfg, int(steps), progress, on_eval)
+
+
+def _single(run_dir: Path, run: dict, driver, cfg: Config, until: int, progress, on_eval,
+            resume_step: int | None = None, restored_meta: dict | None = None) -> Run:
+    summaries, _ = Session(run_dir, run, driver, cfg.settings, until, progress=progress,
+                           on_eval=on_eval, resume_step=resume_step,
+                           restored_meta=restored_meta).run()
+    return Run(run_dir, cfg.algo, run["env"], driver.seeds[0], cfg, summaries[0], driver.state,
+               driver.policy())
+
+
+def _train_compiled(cfg: Config, algo: AlgoSpec, source: EnvSource, steps: int,
+                    seeds: list[int], out, progress, env_kwargs, on_eval) -> Sweep:
+    if algo.driver == "impala" or cfg.workers:
+        raise ConfigError(f"{cfg.algo} with Ray workers steps Gymnasium envs; a JAX-native env "
+                          "runs as one compiled program (drop --workers, or use ppo / sac on it)")
+    driver = CompiledDriver(cfg, source.instance or source.name, seeds, env_kwargs)
+    run_dir = rf.claim(Path(out) if out is not None else
+                       rf.default_out(cfg.algo, driver.env.env_id, seeds[0]))
+    # the replay buffer is preallocated per seed; fixed so a resume can train longer
+    run = {"algo": cfg.algo, "env": driver.env.env_id, "path": "compiled", "driver": "compiled",
+           "seeds": seeds, "env_kwargs": env_kwargs or {}, "seed": seeds[0],
+           "steps": int(steps), "capacity": getattr(cfg, "buffer_size", None),
+           "config": cfg.to_dict(), "env_spec": driver.env.spec.to_json(),
+           "step_unit": driver.unit, "versions": rf.versions()}
+    rf.write_run(run_dir, run)
+    driver.start()
+    log.info("training %s on %s for %d steps, seeds %s, as one compiled program -> %s",
+             cfg.algo, driver.env.env_id, steps, seeds, run_dir)
+    return _compiled(run_dir, run, driver, cfg, int(steps), progress, on_eval)
+
+
+def _compiled(run_dir: Path, run: dict, driver: CompiledDriver, cfg: Config, until: int,
+              progress, on_eval, resume_step: int | None = None,
+              restored_meta: dict | None = None) -> Sweep:
+    summaries, agg = Session(run_dir, run, driver, cfg.settings, until, progress=progress,
+                             on_eval=on_eval, resume_step=resume_step,
+                             restored_meta=restored_meta).run()
+    return Sweep(run_dir, cfg.algo, run["env"], list(driver.seeds), summaries, agg,
+                 [driver.policy(i) for i in range(len(driver.seeds))], driver.state)
+
+
+# ============================================================================ resume
+def _config_from(run: dict) -> Config:
+    try:
+        return get_algo(run["algo"]).config_cls.from_dict(run["config"])
+    except ConfigError as exc:
+        raise CheckpointError(f"run config is invalid for this tandem version: {exc}") from None
+
+
+def _spec_of(run: dict, run_dir: Path) -> EnvSpec:
+    try:
+        return EnvSpec.from_json(run["env_spec"])
+    except MALFORMED as exc:
+        raise CheckpointError(f"'{run_dir}/config.json' has a malformed env_spec ({exc!r})") \
+            from None
+
+
+def _env_for_run(run: dict, run_dir: Path, env: Any = None,
+                 env_kwargs: dict | None = None) -> GymEnv:
+    """The run's env (or ``env``), checked to have the spaces the run was trained with."""
+    if env is None:
+        if run.get("env_from_instance") and run.get("env") is None:
+            raise EnvError("this run was trained on an unregistered env instance; pass the env "
+                           "(Python: env=...) to continue or evaluate it")
+        env = run["env"]
+    kwargs = run.get("env_kwargs") or {} if env_kwargs is None else env_kwargs
+    genv = _make_env(resolve_env(env, kwargs), get_algo(run["algo"]))
+    want = _spec_of(run, run_dir)
+    if genv.spec.obs != want.obs or genv.spec.action != want.action:
+        raise EnvError(f"env has observation space {genv.spec.obs.to_json()} and action space "
+                       f"{genv.spec.action.to_json()}; the run was trained with "
+                       f"{want.obs.to_json()} and {want.action.to_json()}")
+    return genv
+
+
+def _compiled_driver(run: dict, cfg: Config, run_dir: Path) -> CompiledDriver:
+    if run.get("capacity") != getattr(cfg, "buffer_size", None):
+        raise CheckpointError(f"{run_dir}: config.json is inconsistent (capacity != buffer_size)")
+    return CompiledDriver(cfg, run["env"], run["seeds"], run.get("env_kwargs") or None)
+
+
+def resume(run_dir: str | Path, steps: int | None = None, progress: bool | None = None,
+           env: Any = None, on_eval: Callable | None = None) -> Run | Sweep:
+    """Continue a run from its latest checkpoint: ``steps`` more env steps, or (None) up to
+    the total it was started with, so a crashed run finishes what it was asked to do."""
+    run_dir = Path(run_dir)
+    run = rf.read_run(run_dir)
+    cfg = _config_from(run)
+    if steps is not None:
+        rf.check_int("steps", steps, 1)
+    if run["driver"] == "compiled":
+        driver = _compiled_driver(run, cfg, run_dir)
+        ckpt = latest_checkpoint(run_dir)
+        meta, arrays = load_checkpoint(ckpt, expect_algo=run["algo"])
+        driver.restore(meta, arrays, str(ckpt))
+        start = driver.step
+        until = rf.resume_target(run_dir, run, start, steps)
+        log.info("resuming %s from %s (step %d) to step %d", run["algo"], ckpt, start, until)
+        return _compiled(run_dir, run, driver, cfg, until, progress, on_eval, start, meta)
+    if not any((run_dir / "checkpoints").glob("step_*")):
+        # stopped (crashed, killed) before its first checkpoint: nothing to continue from,
+        # so the run starts again from step 0 with its saved config, seed and total
+        _env_for_run(run, run_dir, env)  # the env can still be made, with the same spaces
+        log.warning("'%s' has no checkpoint yet (it stopped before its first one): starting "
+                    "it again from step 0", run_dir)
+        rf.restart_unstarted(run_dir)
+        total = int(run["steps"]) if steps is None else int(steps)
+        return train(cfg, env if env is not None else run["env"], steps=total,
+                     seed=int(run["seed"]), out=run_dir, progress=progress,
+                     env_kwargs=run.get("env_kwargs") or None, on_eval=on_eval)
+    ckpt = latest_checkpoint(run_dir)
+    meta, arrays = load_checkpoint(ckpt, expect_algo=run["algo"])
+    genv = _env_for_run(run, run_dir, env)
+    redirect_mujoco_log(run_dir)
+    driver = _gym_driver(get_algo(run["algo"]), cfg, genv, int(run["seed"]), run_dir)
+    driver.restore(meta, arrays, str(ckpt))
+    start = driver.step
+    until = rf.resume_target(run_dir, run, start, steps)
+    log.info("resuming %s from %s (step %d) to step %d", run["algo"], ckpt, start, until)
+    return _single(run_dir, run, driver, cfg, until, progress, on_eval, start, meta)
+
+
+# ============================================================================ load, evaluate
+def _host_policy(run: dict, cfg: Config, run_dir: Path, folder: str) -> Policy:
+    """A Gymnasium run's policy from its checkpoint alone (no env needed)."""
+    ckpt = latest_checkpoint(run_dir, folder)
+    meta, arrays = load_checkpoint(ckpt, expect_algo=run["algo"])
+    spec = _spec_of(run, run_dir)
+    fns = get_algo(run["algo"]).build(cfg, spec)
+    state = restore_pytree(jax.eval_shape(fns.init, jax.random.PRNGKey(0)), arrays, "state",
+                           str(ckpt))
+    try:
+        rms = (ObsRMS.from_state(spec.obs, arrays) if meta.get("host", {}).get("normalize_obs")
+               else None)
+    except MALFORMED as exc:
+        raise CheckpointError(f"{ckpt}: observation statistics are missing or malformed "
+                              f"({exc!r})") from None
+    return Policy(run["algo"], fns.policy_params(state), None if rms is None else rms.stats(),
+                  spec, fns.act)
+
+
+def _compiled_state(run: dict, cfg: Config, run_dir: Path, folder: str) -> CompiledDriver:
+    driver = _compiled_driver(run, cfg, run_dir)
+    ckpt = latest_checkpoint(run_dir, folder)
+    _, arrays = load_checkpoint(ckpt, expect_algo=run["algo"])
+    driver.restore_policy(arrays, str(ckpt))
+    return driver
+
+
+def load(run_dir: str | Path, seed: int | None = None, best: bool = False) -> Policy:
+    """The deployable policy of a run folder: its latest checkpoint, or with ``best`` the one
+    that scored best in the periodic evaluation (``eval_every``). For a compiled multi-seed
+    run, ``seed`` picks the seed (default: the first)."""
+    run_dir = Path(run_dir)
+    run = rf.read_run(run_dir)
+    cfg = _config_from(run)
+    folder = "best" if best else "checkpoints"
+    if run["driver"] == "compiled":
+        seeds = run["seeds"]
+        if seed is not None and seed not in seeds:
+            raise CheckpointError(f"seed {seed} is not in this run (seeds {seeds})")
+        driver = _compiled_state(run, cfg, run_dir, folder)
+        return driver.policy(0 if seed is None else seeds.index(seed))
+    return _host_policy(run, cfg, run_dir, folder)
+
+
+def evaluate(run_dir: str | Path, episodes: int = 10, seed: int | None = None,
+             env: Any = None, best: bool = False, env_kwargs: dict | None = None) -> dict:
+    """Deterministic evaluation of a run's policy (``best``: the best checkpoint); writes
+    ``eval.json`` (``eval_best.json``) in the run folder. ``env_kwargs`` evaluates on the
+    env made with other arguments than training's (a robustness check)."""
+    rf.check_int("episodes", episodes, 1)
+    run_dir = Path(run_dir)
+    run = rf.read_run(run_dir)
+    if run["driver"] == "compiled":
+        driver = _compiled_state(run, _config_from(run), run_dir,
+                                 "best" if best else "checkpoints")
+        per_seed = [r["returns"] for r in driver.evaluate(episodes)]
+        means = np.mean(per_seed, axis=1)
+        result = {"eval/return_mean": float(means.mean()),
+                  "eval/return_std_across_seeds": float(means.std()),
+                  "eval/episodes": episodes, "eval/seeds": run["seeds"],
+                  "eval/returns_per_seed": per_seed}
+    else:
+        policy = load(run_dir, best=best)
+        genv = _env_for_run(run, run_dir, env, env_kwargs)
+        r = evaluate_policy(policy.act, genv.env, episodes,
+                            run["seed"] if seed is None else seed)
+        result = {**rf.eval_stats(r["returns"], r["lengths"]), "eval/lengths": r["lengths"]}
+    rf.write_eval(run_dir, result, best)
+    return result
