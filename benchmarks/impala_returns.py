@@ -53,6 +53,7 @@ def child_sb3(seed: int, steps: int, every: int, out: Path) -> None:
     from stable_baselines3.common.env_util import make_vec_env
 
     from tandem.core.evaluate import evaluate_policy
+    from tandem.run.folder import eval_stats
 
     torch.set_num_threads(1)
     out.mkdir(parents=True, exist_ok=True)
@@ -65,8 +66,9 @@ def child_sb3(seed: int, steps: int, every: int, out: Path) -> None:
     rows.writerow(["step", "name", "value"])
 
     def evaluate():
-        return evaluate_policy(lambda o: model.predict(o, deterministic=True)[0], eval_env,
-                               EVAL_EPISODES, seed)
+        r = evaluate_policy(lambda o: model.predict(o, deterministic=True)[0], eval_env,
+                            EVAL_EPISODES, seed)
+        return eval_stats(r["returns"], r["lengths"])
 
     class Periodic(BaseCallback):
         next_eval = every
@@ -94,7 +96,7 @@ def child_sb3(seed: int, steps: int, every: int, out: Path) -> None:
     summary = {"algo": "sb3-a2c", "env": ENV, "seed": seed, "steps": done,
                "eval/return_mean": ev["eval/return_mean"], "eval/return_std":
                ev["eval/return_std"], "eval/episodes": ev["eval/episodes"],
-               "eval/returns": ev["returns"], "time/wall_s": wall,
+               "eval/returns": ev["eval/returns"], "time/wall_s": wall,
                "versions": {"stable-baselines3": stable_baselines3.__version__,
                             "torch": torch.__version__, "python": platform.python_version()},
                "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}}

@@ -152,26 +152,25 @@ def child_droq(spec: dict) -> dict:
     from tandem.algos import get_algo
     from tandem.core.evaluate import evaluate_policy
     from tandem.envs.gym import make_env
-    from tandem.host.offpolicy import new_learner, run_steps
-    from tandem.host.run import policy_for
+    from tandem.host.offpolicy import OffPolicyDriver
+    from tandem.run.driver import Control
     cfg = {"sac": SACConfig, "droq": DroQConfig}[spec["algo"]](checkpoint_every=0)
-    info, eval_info = make_env("Pendulum-v1"), make_env("Pendulum-v1")
-    fns = get_algo(cfg.algo).make_fns(cfg, info.obs_dim, info.action_dim)
-    ln = new_learner(cfg, info, fns, spec["seed"])
-    noop = lambda *a: None  # noqa: E731
+    genv, eval_env = make_env("Pendulum-v1"), make_env("Pendulum-v1").env
+    driver = OffPolicyDriver(cfg, genv, get_algo(cfg.algo).build(cfg, genv.spec), spec["seed"],
+                             cfg.algo)
+    driver.start()
     curve, train_s = [], 0.0
     for until in range(spec["eval_every"], spec["steps"] + 1, spec["eval_every"]):
         t0 = time.perf_counter()
-        run_steps(ln, until, noop, noop, noop)
+        driver.advance(until, Control(spec["steps"]))
         train_s += time.perf_counter() - t0
         if until in spec["eval_at"] or until == spec["steps"]:
-            policy = policy_for(cfg.algo, fns, fns.policy_params(ln.state), None,
-                                info.spec_json())
-            ev = evaluate_policy(policy.act_flat, eval_info.env, spec["episodes"], spec["seed"])
-            curve.append((until, ev["eval/return_mean"], train_s))
-            if spec.get("target") is not None and ev["eval/return_mean"] >= spec["target"]:
+            ev = evaluate_policy(driver.policy().act, eval_env, spec["episodes"], spec["seed"])
+            mean = float(sum(ev["returns"]) / len(ev["returns"]))
+            curve.append((until, mean, train_s))
+            if spec.get("target") is not None and mean >= spec["target"]:
                 break
-    return {"curve": curve, "train_s": train_s, "steps": ln.host.step}
+    return {"curve": curve, "train_s": train_s, "steps": driver.step}
 
 
 CHILDREN = {"td3": child_td3, "compiled": child_compiled, "droq": child_droq}

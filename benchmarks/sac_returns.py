@@ -53,6 +53,7 @@ def child_sb3(env_id: str, seed: int, steps: int, every: int, out: Path) -> None
     from stable_baselines3.common.callbacks import BaseCallback
 
     from tandem.core.evaluate import evaluate_policy
+    from tandem.run.folder import eval_stats
 
     torch.set_num_threads(1)
     out.mkdir(parents=True, exist_ok=True)
@@ -64,8 +65,9 @@ def child_sb3(env_id: str, seed: int, steps: int, every: int, out: Path) -> None
     rows.writerow(["step", "name", "value"])
 
     def evaluate():
-        return evaluate_policy(lambda o: model.predict(o, deterministic=True)[0], eval_env,
-                               EVAL_EPISODES, seed)
+        r = evaluate_policy(lambda o: model.predict(o, deterministic=True)[0], eval_env,
+                            EVAL_EPISODES, seed)
+        return eval_stats(r["returns"], r["lengths"])
 
     class Periodic(BaseCallback):
         def _on_step(self) -> bool:
@@ -89,7 +91,7 @@ def child_sb3(env_id: str, seed: int, steps: int, every: int, out: Path) -> None
     summary = {"algo": "sb3-sac", "env": env_id, "seed": seed, "steps": steps,
                "eval/return_mean": ev["eval/return_mean"], "eval/return_std":
                ev["eval/return_std"], "eval/episodes": ev["eval/episodes"],
-               "eval/returns": ev["returns"], "time/wall_s": wall,
+               "eval/returns": ev["eval/returns"], "time/wall_s": wall,
                "versions": {"stable-baselines3": stable_baselines3.__version__,
                             "torch": torch.__version__, "python": platform.python_version()},
                "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}}

@@ -214,13 +214,14 @@ def child_ceiling(spec: dict) -> dict:
     import jax
     import numpy as np
     from tandem.algos.sac import make_sac
+    from tandem.core.spaces import EnvSpec
     from tandem.core.types import Transition
 
     env_id, calls, warmup = spec["env"], spec["calls"], 20
     env = gym.make(env_id)
     obs_dim = int(np.prod(env.observation_space.shape))
     act_dim = int(np.prod(env.action_space.shape))
-    fns = make_sac(_tandem_cfg(), obs_dim, act_dim)
+    fns = make_sac(_tandem_cfg(), EnvSpec.box(obs_dim, act_dim))
     state = fns.init(jax.random.PRNGKey(0))
     rng = np.random.default_rng(0)
     B, f32 = HP["batch_size"], np.float32
@@ -249,7 +250,7 @@ def child_ceiling(spec: dict) -> dict:
     noise = np.zeros(act_dim, f32)  # exploration state (unused by SAC)
 
     def act(i):
-        a, _ = fns.explore(state.actor_params, None, obs, key, i, noise)
+        a, _, _ = fns.explore(state.actor_params, None, obs, key, i, noise)
         np.asarray(jax.block_until_ready(a))
 
     low, high = env.action_space.low, env.action_space.high

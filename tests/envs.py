@@ -107,3 +107,32 @@ class HugeReward(gym.Wrapper):
 
 def huge_reward_line(max_steps=20) -> gym.Env:
     return HugeReward(line_env(max_steps, terminate=False))
+
+
+class UnstableMuJoCo(gym.Wrapper):
+    """A MuJoCo env whose simulation blows up on its 5th step of every episode, so MuJoCo
+    writes a warning to its log (MUJOCO_LOG.TXT)."""
+
+    def __init__(self, env_id: str = "InvertedPendulum-v5"):
+        super().__init__(gym.make(env_id))
+        self.t = 0
+
+    def reset(self, *, seed=None, options=None):
+        self.t = 0
+        return self.env.reset(seed=seed, options=options)
+
+    def step(self, action):
+        self.t += 1
+        if self.t == 5:
+            self.env.unwrapped.data.qvel[:] = 1e12
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return np.nan_to_num(obs, posinf=0.0, neginf=0.0), reward, terminated, truncated, info
+
+
+def line_factory(max_steps: int = 20, terminate: bool = False) -> gym.Env:
+    """An env factory, as ``--env tests.envs:line_factory --env-kwargs max_steps=30``."""
+    return line_env(max_steps, terminate=terminate)
+
+
+def unstable_mujoco() -> gym.Env:
+    return UnstableMuJoCo()

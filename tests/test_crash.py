@@ -123,3 +123,62 @@ c.save_checkpoint(root, algo="sac", step=2, arrays={{"state/w": np.zeros(3)}}, m
     assert ckpt.name == "step_000000000001"
     _, arrays = load_checkpoint(ckpt)
     assert arrays["state/w"].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_tensorboard_shows_each_step_once_after_a_kill_and_resume(tmp_path):
+    # checkpoint at 100, log lines every 50: killed after the line at 150 was written, the
+    # resumed session (from 100) logs 150 again; TensorBoard's restart marker at 100 drops
+    # the first session's 150
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    run = tmp_path / "run"
+    args = [a if a not in ("20", "100") else {"20": "100", "100": "50"}[a] for a in ARGS]
+    proc = _start(["train", "sac", "--out", str(run), "--steps", "300", *args])
+    deadline = time.time() + 120
+    while not (run / "metrics.csv").is_file() or \
+            "\n150,time/sps," not in (run / "metrics.csv").read_text():
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read()[-2000:]
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert _checkpoint_steps(run) == 100
+    done = subprocess.run([sys.executable, "-m", "tandem.cli", "resume", str(run), "--progress",
+                           "lines"], env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    acc = EventAccumulator(str(run / "tb"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("time/sps")] == [50, 100, 150, 200, 250, 300]
+
+
+def test_a_crash_between_a_replay_segment_and_its_checkpoint_keeps_the_previous_one(
+        tmp_path, monkeypatch):
+    import numpy as np
+
+    import tandem.run.checkpoint as c
+    rows = np.arange(40).reshape(20, 2)
+    store = lambda n: c.Segmented(n, 20, lambda a, b: {"x": rows[a:b]})  # noqa: E731
+    writer = {"replay": c.SegmentWriter(tmp_path / "replay", "replay")}
+    c.save_checkpoint(tmp_path / "checkpoints", algo="sac", step=1,
+                      arrays={"state/w": np.ones(3)}, meta={}, stores={"replay": store(10)},
+                      writers=writer)
+
+    def crash(path, data):
+        raise KeyboardInterrupt  # the process dies after the segment, before the checkpoint
+    monkeypatch.setattr(c, "_write_file", crash)
+    with pytest.raises(KeyboardInterrupt):
+        c.save_checkpoint(tmp_path / "checkpoints", algo="sac", step=2,
+                          arrays={"state/w": np.zeros(3)}, meta={},
+                          stores={"replay": store(15)}, writers=writer)
+    monkeypatch.undo()
+    assert (tmp_path / "replay" / "seg_000000000010_000000000015.safetensors").is_file()
+    ckpt = latest_checkpoint(tmp_path)
+    meta, arrays = load_checkpoint(ckpt)
+    assert ckpt.name.endswith("1") and arrays["replay/x"].tolist() == rows[:10].tolist()
+    # a resumed session continues from the checkpoint's files; the orphan goes at its next save
+    resumed = {"replay": c.SegmentWriter(tmp_path / "replay", "replay", meta["stores"]["replay"])}
+    c.save_checkpoint(tmp_path / "checkpoints", algo="sac", step=3,
+                      arrays={"state/w": np.zeros(3)}, meta={}, stores={"replay": store(18)},
+                      writers=resumed)
+    assert sorted(p.name for p in (tmp_path / "replay").iterdir()) == [
+        "seg_000000000000_000000000010.safetensors", "seg_000000000010_000000000018.safetensors"]
+    assert load_checkpoint(latest_checkpoint(tmp_path))[1]["replay/x"].tolist() == \
+        rows[:18].tolist()

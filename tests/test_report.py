@@ -133,3 +133,27 @@ def test_report_errors(sweeps, tmp_path, capsys):
 def test_chromium_binary_is_the_one_setup_installs():
     out = subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "Chromium" in out.stdout
+
+
+@pytest.mark.parametrize("n_seeds", [3, 5, 10])
+def test_the_strip_plot_legend_covers_no_point(n_seeds):
+    from tandem.report import RunSet, SeedResult, final_figure
+    rng = np.random.default_rng(n_seeds)
+    sets = []
+    for k, label in enumerate(("tandem SAC", "SB3 SAC")):
+        seeds = [SeedResult(s, None, {"eval/return_mean": float(v)}, {})
+                 for s, v in enumerate(rng.normal(-200 + 50 * k, 60, n_seeds))]
+        sets.append(RunSet(label, None, "sac", "Pendulum-v1", {}, seeds))
+    stats = {rs.label: (float(np.mean(rs.scores)), float(rs.scores.min()),
+                        float(rs.scores.max())) for rs in sets}
+    fig = final_figure(sets, "Pendulum-v1", stats)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    legend = ax.get_legend().get_window_extent()
+    title = fig._suptitle.get_window_extent()
+    assert not legend.overlaps(title)
+    points = np.concatenate([c.get_offsets() for c in ax.collections if c.get_offsets().size])
+    assert len(points) >= 2 * n_seeds
+    for x, y in ax.transData.transform(points):
+        assert not legend.contains(x, y), (x, y)
+    assert not legend.overlaps(ax.get_window_extent())  # above the axes, not on them

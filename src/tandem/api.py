@@ -121,17 +121,17 @@ def train(cfg: Config, env: Any, steps: int = 50_000, seed: int = 0,
     if seed_list is not None:
         seed = seed_list[0]
     genv = _make_env(source, algo)
-    if check_env:
-        for warning in env_check.check_env(env, env_kwargs, seed=seed):
-            log.warning("check-env: %s", warning)
     if cfg.eval_every and not source.remakeable:
         raise ConfigError("eval_every needs a second env instance for evaluation; this env was "
                           "passed as an unregistered instance: register it (gymnasium.register) "
                           "and pass its id, or set eval_every=0")
     run_dir = Path(out) if out is not None else rf.default_out(cfg.algo, source.name, seed)
-    driver = _gym_driver(algo, cfg, genv, seed, run_dir)
-    rf.claim(run_dir)
-    redirect_mujoco_log(run_dir)
+    with rf.claimed(run_dir):
+        redirect_mujoco_log(run_dir)  # MuJoCo's warnings go there, not to the working dir
+        if check_env:
+            for warning in env_check.check_env(env, env_kwargs, seed=seed):
+                log.warning("check-env: %s", warning)
+        driver = _gym_driver(algo, cfg, genv, seed, run_dir)
     run = {"algo": cfg.algo, "env": source.name, "env_from_instance": source.kind == "instance",
            "env_kwargs": env_kwargs or {}, "seed": int(seed), "steps": int(steps),
            "config": cfg.to_dict(), "env_spec": genv.spec.to_json(),
@@ -159,8 +159,9 @@ def _train_compiled(cfg: Config, algo: AlgoSpec, source: EnvSource, steps: int,
         raise ConfigError(f"{cfg.algo} with Ray workers steps Gymnasium envs; a JAX-native env "
                           "runs as one compiled program (drop --workers, or use ppo / sac on it)")
     driver = CompiledDriver(cfg, source.instance or source.name, seeds, env_kwargs)
-    run_dir = rf.claim(Path(out) if out is not None else
-                       rf.default_out(cfg.algo, driver.env.env_id, seeds[0]))
+    run_dir = Path(out) if out is not None else rf.default_out(cfg.algo, driver.env.env_id,
+                                                               seeds[0])
+    rf.claim(run_dir)
     # the replay buffer is preallocated per seed; fixed so a resume can train longer
     run = {"algo": cfg.algo, "env": driver.env.env_id, "path": "compiled", "driver": "compiled",
            "seeds": seeds, "env_kwargs": env_kwargs or {}, "seed": seeds[0],

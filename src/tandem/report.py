@@ -198,9 +198,11 @@ def plot_curves(sets: list[RunSet], env: str, path: Path) -> bool:
     return True
 
 
-def plot_final(sets: list[RunSet], env: str, stats: dict[str, tuple], path: Path) -> None:
+def final_figure(sets: list[RunSet], env: str, stats: dict[str, tuple]):
+    """Every seed's final score per run set (a strip) with the IQM and its interval. The
+    legend sits above the plot, outside the axes, so it never hides a point."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7.0, 0.6 + 0.7 * len(sets)))
+    fig, ax = plt.subplots(figsize=(7.0, 1.2 + 0.7 * len(sets)))
     rng = np.random.default_rng(0)
     for k, rs in enumerate(sets):
         c = COLORS[k % len(COLORS)]
@@ -215,12 +217,18 @@ def plot_final(sets: list[RunSet], env: str, stats: dict[str, tuple], path: Path
     ax.set_yticks(range(len(sets)), [rs.label for rs in reversed(sets)])
     ax.set_ylim(-0.6, len(sets) - 0.4)
     ax.set_xlabel("final evaluation return (mean over episodes)")
-    ax.set_title(f"{env}: every seed, and the interquartile mean")
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    fig.suptitle(f"{env}: every seed, and the interquartile mean", fontsize=11)
+    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2,
+              frameon=False, borderaxespad=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
+
+
+def plot_final(sets: list[RunSet], env: str, stats: dict[str, tuple], path: Path) -> None:
+    fig = final_figure(sets, env, stats)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    _plt().close(fig)
 
 
 def plot_poi(rows: list[dict], path: Path) -> None:

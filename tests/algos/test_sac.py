@@ -214,3 +214,34 @@ def test_resume_without_steps_finishes_the_original_total(tmp_path):
     (ckpts / "LATEST").write_text("step_000000000150\n")  # stale pointer, as after a crash
     run = resume(tmp_path / "r", env=line_env())
     assert run.summary["steps"] == 150 and run.summary["resumed_from"] == 100
+
+
+def test_the_update_takes_its_losses_as_arguments(fns):
+    # SAC-RND, DrQ and HASAC reuse SAC's update with losses of their own: here a variant
+    # whose critic loss is zeroed leaves the critics where they were, and a variant of the
+    # actor loss is the one the update differentiates
+    import functools
+
+    from tandem.algos.sac import update
+    s0 = fns.init(jax.random.PRNGKey(0))
+    used = []
+
+    def frozen_critic(critic_params, *args):
+        loss, metrics = critic_loss(critic_params, *args)
+        used.append("critic")
+        return 0.0 * loss, metrics
+
+    def doubled_actor(actor_params, *args):
+        loss, logp = actor_loss(actor_params, *args)
+        used.append("actor")
+        return 2.0 * loss, logp
+
+    step = jax.jit(functools.partial(update, cfg=TINY, nets=fns.nets, target_entropy=-1.0,
+                                     critic_loss_fn=frozen_critic, actor_loss_fn=doubled_actor))
+    s1, _ = step(s0, _batch(jax.random.PRNGKey(1)), None)
+    assert used == ["critic", "actor"]
+    for a, b in zip(jax.tree_util.tree_leaves(s0.critic_params),
+                    jax.tree_util.tree_leaves(s1.critic_params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert any(not np.array_equal(a, b) for a, b in zip(
+        jax.tree_util.tree_leaves(s0.actor_params), jax.tree_util.tree_leaves(s1.actor_params)))

@@ -124,8 +124,8 @@ class SegmentWriter:
     def save(self, store: Segmented) -> dict:
         """Write the rows not yet in a file; return this store's meta for the checkpoint."""
         lo = max(0, store.count - store.capacity)
-        keep = [f for f in self.files if lo < f["end"] <= store.count]
-        start = keep[-1]["end"] if keep else lo
+        keep = [f for f in self.files if lo < _span(f["name"])[1] <= store.count]
+        start = _span(keep[-1]["name"])[1] if keep else lo
         if store.count > start:
             self.folder.mkdir(parents=True, exist_ok=True)
             data = _blob(store.read(start, store.count))
@@ -141,11 +141,18 @@ class SegmentWriter:
                 Path(tmp).unlink(missing_ok=True)
                 raise
             _fsync_dir(self.folder)
-            keep.append({"name": name, "start": start, "end": store.count,
-                         "sha256": hashlib.sha256(data).hexdigest()})
+            keep.append({"name": name, "sha256": hashlib.sha256(data).hexdigest()})
         self.files = keep
         return {"count": store.count, "capacity": store.capacity, "axis": store.axis,
                 "files": keep}
+
+
+def _span(name: str) -> tuple[int, int]:
+    """(first row, end row) of a segment file's name; ValueError for another name."""
+    m = _SEGMENT.fullmatch(name)
+    if m is None:
+        raise ValueError(f"bad segment name {name!r}")
+    return int(m.group(1)), int(m.group(2))
 
 
 def save_checkpoint(ckpt_root: Path, *, algo: str, step: int, arrays: dict[str, np.ndarray],
@@ -292,9 +299,7 @@ def _read_store(run_dir: Path, name: str, store: dict, ckpt: Path) -> dict[str, 
     parts: list[dict[str, np.ndarray]] = []
     expect = lo
     for f in store["files"]:
-        m = _SEGMENT.fullmatch(f["name"])
-        if m is None or (int(m.group(1)), int(m.group(2))) != (f["start"], f["end"]):
-            raise ValueError(f"bad segment entry {f!r}")
+        start, end = _span(f["name"])
         path = run_dir / name / f["name"]
         if not path.is_file():
             raise CheckpointError(f"'{ckpt}': replay segment '{path}' is missing; resume from an "
@@ -304,7 +309,6 @@ def _read_store(run_dir: Path, name: str, store: dict, ckpt: Path) -> dict[str, 
             raise CheckpointError(f"'{ckpt}': replay segment '{path}' is corrupt (checksum "
                                   "mismatch); resume from an older checkpoint")
         rows = _safe_load(data, path)
-        start, end = f["start"], f["end"]
         if start > expect or end <= expect or end > count:
             raise ValueError(f"segments do not cover rows {expect}..{count}: {f['name']}")
         cut = expect - start

@@ -11,6 +11,7 @@ lacks ``driver`` and ``step_unit``, which default to what those versions wrote.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import json
 import logging
@@ -95,6 +96,20 @@ def claim(run_dir: Path) -> Path:
                           f"{run_dir}` or choose another --out")
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
+
+
+@contextlib.contextmanager
+def claimed(run_dir: Path):
+    """:func:`claim` ``run_dir`` for the checks that precede a run (they may log into it);
+    if one fails, a folder made here is removed again when it is still empty."""
+    made = not Path(run_dir).exists()
+    claim(run_dir)
+    try:
+        yield Path(run_dir)
+    except BaseException:
+        if made and not any(Path(run_dir).iterdir()):
+            Path(run_dir).rmdir()
+        raise
 
 
 def restart_unstarted(run_dir: Path) -> None:

@@ -60,20 +60,21 @@ class CSVSink:
 class TensorBoardSink:
     """Scalar summaries in a TensorBoard event file (tensorboard's writer; no TensorFlow).
 
-    ``purge_step`` (a resume from the checkpoint at that step): the new file starts with
-    TensorBoard's restart marker (a ``SessionLog.START`` event at that step), on which
-    TensorBoard drops the events at or past it from the files written before, so the steps
-    a crashed session logged after its last checkpoint appear once, not twice."""
+    ``resume_step`` (a resume from the checkpoint at that step): the new file starts with
+    TensorBoard's restart marker (a ``SessionLog.START`` event at the next step), on which
+    TensorBoard drops the events past the checkpoint from the files written before, so the
+    steps a crashed session logged after its last checkpoint appear once, not twice (as
+    metrics.csv drops its rows past the checkpoint)."""
 
-    def __init__(self, logdir: Path, purge_step: int | None = None) -> None:
+    def __init__(self, logdir: Path, resume_step: int | None = None) -> None:
         from tensorboard.compat.proto.event_pb2 import Event, SessionLog
         from tensorboard.compat.proto.summary_pb2 import Summary
         from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
         self._Event, self._Summary = Event, Summary
         self._writer = EventFileWriter(str(logdir))
-        if purge_step is not None:
-            self._writer.add_event(Event(wall_time=time.time(), step=int(purge_step),
+        if resume_step is not None:
+            self._writer.add_event(Event(wall_time=time.time(), step=int(resume_step) + 1,
                                          session_log=SessionLog(status=SessionLog.START)))
             self._writer.flush()
 
