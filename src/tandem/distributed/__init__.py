@@ -1,1 +1,1 @@
-"""Scaling out on Ray: rollout workers (IMPALA, off-policy ``--workers``) and sweeps."""
+"""Drivers on Ray: rollout workers for IMPALA and for the off-policy ``--workers`` learner."""
