@@ -153,6 +153,7 @@ class Session:
                         self._save("checkpoints", new)
                     if control.stop:
                         break
+            wall = time.perf_counter() - t0  # the loop's time, without the final checkpoint
             self._save("checkpoints", d.step)
         except TandemError as exc:  # e.g. the env returned NaN: say what was kept
             d.close()
@@ -169,7 +170,6 @@ class Session:
             d.close()
             raise TrainingInterrupted(f"interrupted at step {d.step}; a checkpoint was written "
                                       f"there: continue with `tandem resume {self.run_dir}`")
-        wall = time.perf_counter() - t0
         train_s = max(wall - eval_s - (d.compile_s - compile0), 1e-9)
         if self.last_eval is not None and self.last_eval[0] == d.step:
             final = self.last_eval[1]  # the final evaluation is the one just done here
