@@ -17,7 +17,8 @@ tandem variants (``--variant``, applied before tandem builds its functions): a k
 for the hidden layers and the output layer, a bias init, and a squash correction, written
 ``hidden/output/bias/correction``:
   hidden, output: lecun (lecun normal), glorot (variance scaling fan_avg uniform, tandem's old
-      output layer), torch (U(+-1/sqrt(fan_in)), PyTorch's nn.Linear, which SB3 gets)
+      output layer), torch (U(+-1/sqrt(fan_in)), PyTorch's nn.Linear, which SB3 gets),
+      small (output only: U(+-3e-3), the DDPG paper's final layer)
   bias: zero, torch (U(+-1/sqrt(fan_in)))
   correction: exact (log(1 - tanh(u)^2), the SAC paper), bounded (log(1 - tanh(u)^2 + 1e-6),
       SB3)
@@ -71,7 +72,8 @@ def apply_variant(name: str) -> dict:
 
     hidden, output, bias, correction = NAMED.get(name, name).split("/")
     inits = {"lecun": nn.initializers.lecun_normal(),
-             "glorot": nn.initializers.variance_scaling(1.0, "fan_avg", "uniform")}
+             "glorot": nn.initializers.variance_scaling(1.0, "fan_avg", "uniform"),
+             }
 
     def torch_uniform(key, shape, dtype=jnp.float32, fan_in=None):
         bound = 1.0 / math.sqrt(fan_in if fan_in is not None else shape[0])
@@ -94,8 +96,11 @@ def apply_variant(name: str) -> dict:
             for i, width in enumerate(sizes):
                 fan_in = x.shape[-1]
                 kind = output if i == len(sizes) - 1 else hidden
-                k_init = (inits[kind] if kind != "torch" else
-                          (lambda k, s, d=jnp.float32, f=fan_in: torch_uniform(k, s, d, f)))
+                k_init = (inits[kind] if kind not in ("torch", "small") else
+                          (lambda k, s, d=jnp.float32, f=fan_in: torch_uniform(k, s, d, f))
+                          if kind == "torch" else
+                          (lambda k, s, d=jnp.float32: jax.random.uniform(k, s, d, -3e-3,
+                                                                          3e-3)))
                 b_init = (nn.initializers.zeros if bias == "zero" else
                           (lambda k, s, d=jnp.float32, f=fan_in: torch_uniform(k, s, d, f)))
                 x = nn.Dense(width, kernel_init=k_init, bias_init=b_init)(x)
