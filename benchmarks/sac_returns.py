@@ -1,18 +1,32 @@
-"""Learning quality, not speed: tandem SAC vs Stable-Baselines3 SAC at the same budget, same
-hyperparameters, same seeds, same evaluation, written as sweep folders and one `tandem report`.
+"""Learning quality, not speed: tandem's SAC and TD3 vs Stable-Baselines3's (and SBX's SAC) at
+the same budget, hyperparameters, seeds and evaluation, written as sweep folders, one
+`tandem report` and benchmarks/results/sac_returns.json.
 
-    python benchmarks/sac_returns.py                       # Pendulum-v1 10k and HalfCheetah-v5 30k steps, seeds 0-4
-    python benchmarks/sac_returns.py --envs Pendulum-v1 --seeds 0-1 --steps-pendulum 3000
+    python benchmarks/sac_returns.py                     # the plan below (hours: see docs)
+    python benchmarks/sac_returns.py --envs HalfCheetah-v5 --libs sb3,sbx   # some of it
+    python benchmarks/sac_returns.py --envs Pendulum-v1 --seeds 0-1 --steps 3000
 
-Both libraries use SB3's SAC defaults (256x256 ReLU, Adam 3e-4, batch 256, tau 0.005, gamma
-0.99, one gradient step per env step, automatic temperature with target entropy -dim(A),
-buffer 1e6) with 1,000 uniformly random steps first. Both are evaluated by the same function
-(tandem.core.evaluate.evaluate_policy: deterministic actions, 10 episodes, reset seeds
-seed + 1,000,003 + i, on a separate env instance) every --eval-every steps and at the end.
+Plan (seeds fixed in advance; every run made is kept):
 
-Each (library, env, seed) runs in its own subprocess; --jobs of them at a time (default 2, one
-per core, each limited to one thread). Wall times are recorded but are not the point here:
-the machine may be shared while this runs (its load is recorded).
+| env | steps | seeds | runs |
+|---|---|---|---|
+| HalfCheetah-v5 | 30,000 | 0-9 | tandem SAC, SB3 SAC, SBX SAC, tandem TD3, SB3 TD3 |
+| Hopper-v5 | 100,000 | 0-4 | tandem SAC, SB3 SAC |
+| Walker2d-v5 | 100,000 | 0-4 | tandem SAC, SB3 SAC |
+
+SAC on every side: SB3's SAC defaults (256x256 ReLU, Adam 3e-4, batch 256, tau 0.005, gamma
+0.99, buffer 1e6, one gradient step per env step, automatic temperature from 1.0 with target
+entropy -dim(A)). TD3 on both sides: SB3's TD3 defaults (400x300 ReLU, Adam 1e-3, batch 256,
+tau 0.005, gamma 0.99, policy delay 2, target noise 0.2 clipped at 0.5) with Gaussian
+exploration noise of std 0.1 (SB3's TD3 has none by default; 0.1 is the TD3 paper's and the
+RL Zoo's). 1,000 uniformly random steps first everywhere (``HP`` below, recorded in the
+JSON). Everyone is evaluated by the same function (tandem.core.evaluate.evaluate_policy:
+deterministic actions, 10 episodes, reset seeds seed + 1,000,003 + i, a separate env) every
+--eval-every steps and at the end; the score of a run is its final evaluation.
+
+Each run is its own subprocess, single-threaded and pinned to one core; --jobs at a time
+(default 2). Returns do not depend on load, so the machine may be shared; wall times are
+recorded but are not the point.
 """
 
 from __future__ import annotations
@@ -22,6 +36,8 @@ import csv
 import json
 import os
 import platform
+import queue
+import shutil
 import subprocess
 import sys
 import time
@@ -29,37 +45,74 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_STEPS = {"Pendulum-v1": 10_000, "HalfCheetah-v5": 30_000}
-DEFAULT_EVAL_EVERY = {"Pendulum-v1": 1_000, "HalfCheetah-v5": 3_000}
+PLAN = {  # env -> (steps, eval every, seeds, libs)
+    "HalfCheetah-v5": (30_000, 3_000, "0-9", "tandem,sb3,sbx,tandem-td3,sb3-td3"),
+    "Hopper-v5": (100_000, 10_000, "0-4", "tandem,sb3"),
+    "Walker2d-v5": (100_000, 10_000, "0-4", "tandem,sb3"),
+    "Pendulum-v1": (10_000, 1_000, "0-4", "tandem,sb3"),
+}
 LEARNING_STARTS = 1_000
 EVAL_EPISODES = 10
+HP = {
+    "SAC": {"hidden_sizes": [256, 256], "learning_rate": 3e-4, "batch_size": 256,
+            "tau": 0.005, "gamma": 0.99, "buffer_size": 1_000_000, "train_freq": 1,
+            "gradient_steps": 1, "ent_coef": "auto, from 1.0", "target_entropy": "-dim(A)",
+            "learning_starts": LEARNING_STARTS},
+    "TD3": {"hidden_sizes": [400, 300], "learning_rate": 1e-3, "batch_size": 256,
+            "tau": 0.005, "gamma": 0.99, "buffer_size": 1_000_000, "train_freq": 1,
+            "gradient_steps": 1, "policy_delay": 2, "target_policy_noise": 0.2,
+            "target_noise_clip": 0.5, "action_noise": "Gaussian, std 0.1",
+            "learning_starts": LEARNING_STARTS},
+    "evaluation": {"episodes": EVAL_EPISODES, "reset_seeds": "seed + 1,000,003 + i",
+                   "policy": "deterministic"},
+}
+NAMES = {"tandem": "tandem SAC", "sb3": "SB3 SAC", "sbx": "SBX SAC", "tandem-td3": "tandem TD3",
+         "sb3-td3": "SB3 TD3"}
 
 
 # ============================================================================ children
-def child_tandem(env_id: str, seed: int, steps: int, every: int, out: Path) -> None:
-    from tandem import SACConfig, train
-    cfg = SACConfig(learning_starts=LEARNING_STARTS, eval_every=every,
-                    eval_episodes=EVAL_EPISODES, log_every=min(1000, every),
-                    checkpoint_every=0)
+def child_tandem(lib: str, env_id: str, seed: int, steps: int, every: int, out: Path) -> None:
+    from tandem import SACConfig, TD3Config, train
+    common = dict(learning_starts=LEARNING_STARTS, eval_every=every,
+                  eval_episodes=EVAL_EPISODES, log_every=min(1000, every), checkpoint_every=0)
+    if lib == "tandem":
+        cfg = SACConfig(**common)
+    else:
+        cfg = TD3Config(hidden_sizes=(400, 300), exploration_sigma=0.1, **common)
     train(cfg, env_id, steps=steps, seed=seed, out=out, progress=False)
 
 
-def child_sb3(env_id: str, seed: int, steps: int, every: int, out: Path) -> None:
+def child_peer(lib: str, env_id: str, seed: int, steps: int, every: int, out: Path) -> None:
+    """An SB3 or SBX run in the layout `tandem report` reads (metrics.csv, summary.json)."""
     import gymnasium as gym
     import numpy as np
-    import stable_baselines3
     import torch
-    from stable_baselines3 import SAC
     from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.noise import NormalActionNoise
 
     from tandem.core.evaluate import evaluate_policy
     from tandem.run.folder import eval_stats
 
     torch.set_num_threads(1)
     out.mkdir(parents=True, exist_ok=True)
-    eval_env = gym.make(env_id)
-    model = SAC("MlpPolicy", gym.make(env_id), learning_starts=LEARNING_STARTS, seed=seed,
-                device="cpu", verbose=0)
+    env, eval_env = gym.make(env_id), gym.make(env_id)
+    a_dim = env.action_space.shape[0]
+    if lib == "sb3":
+        from stable_baselines3 import SAC
+        model = SAC("MlpPolicy", env, learning_starts=LEARNING_STARTS, seed=seed, device="cpu",
+                    verbose=0)
+    elif lib == "sb3-td3":
+        from stable_baselines3 import TD3
+        model = TD3("MlpPolicy", env, learning_starts=LEARNING_STARTS, seed=seed, device="cpu",
+                    verbose=0, action_noise=NormalActionNoise(np.zeros(a_dim),
+                                                              0.1 * np.ones(a_dim)))
+    else:  # sbx: its SAC with SB3's defaults spelled out (its own defaults differ)
+        from sbx import SAC
+        model = SAC("MlpPolicy", env, learning_starts=LEARNING_STARTS, seed=seed,
+                    learning_rate=3e-4, qf_learning_rate=3e-4, policy_delay=1,
+                    batch_size=256, buffer_size=1_000_000, tau=0.005, gamma=0.99,
+                    ent_coef="auto_1.0", target_entropy="auto",
+                    policy_kwargs=dict(net_arch=[256, 256], n_critics=2), verbose=0)
     fh = open(out / "metrics.csv", "w", newline="")
     rows = csv.writer(fh)
     rows.writerow(["step", "name", "value"])
@@ -88,17 +141,12 @@ def child_sb3(env_id: str, seed: int, steps: int, every: int, out: Path) -> None
     wall = time.perf_counter() - t0
     fh.close()
     ev = cb.last[1] if getattr(cb, "last", (None,))[0] == steps else evaluate()
-    summary = {"algo": "sb3-sac", "env": env_id, "seed": seed, "steps": steps,
-               "eval/return_mean": ev["eval/return_mean"], "eval/return_std":
-               ev["eval/return_std"], "eval/episodes": ev["eval/episodes"],
-               "eval/returns": ev["eval/returns"], "time/wall_s": wall,
-               "versions": {"stable-baselines3": stable_baselines3.__version__,
-                            "torch": torch.__version__, "python": platform.python_version()},
+    import importlib.metadata as md
+    summary = {"algo": lib, "env": env_id, "seed": seed, "steps": steps, **ev,
+               "time/wall_s": wall,
+               "versions": {p: md.version(p) for p in ("stable-baselines3", "torch", "sbx-rl")},
                "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-
-
-CHILDREN = {"tandem": child_tandem, "sb3": child_sb3}
 
 
 # ============================================================================ parent
@@ -111,76 +159,87 @@ def _seeds(text: str) -> list[int]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--envs", default="Pendulum-v1,HalfCheetah-v5")
-    p.add_argument("--seeds", default="0-4")
-    p.add_argument("--steps-pendulum", type=int, default=DEFAULT_STEPS["Pendulum-v1"])
-    p.add_argument("--steps-halfcheetah", type=int, default=DEFAULT_STEPS["HalfCheetah-v5"])
-    p.add_argument("--libs", default="tandem,sb3")
+    p.add_argument("--envs", default="HalfCheetah-v5,Hopper-v5,Walker2d-v5")
+    p.add_argument("--libs", default=None, help="only these (default: each env's plan)")
+    p.add_argument("--seeds", default=None, help="instead of the plan's seeds")
+    p.add_argument("--steps", type=int, default=None, help="instead of the plan's steps")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--out", default=str(HERE / "results" / "sac_returns"))
+    p.add_argument("--json", default=str(HERE / "results" / "sac_returns.json"))
     p.add_argument("--report", default=None, help="report folder (default <out>/report)")
-    p.add_argument("--child", nargs=5, metavar=("LIB", "ENV", "SEED", "STEPS", "OUT"))
-    p.add_argument("--eval-every", type=int, default=None)
+    p.add_argument("--child", nargs=6, metavar=("LIB", "ENV", "SEED", "STEPS", "EVERY", "OUT"))
     a = p.parse_args(argv)
     if a.child:
-        lib, env_id, seed, steps, out = a.child
-        CHILDREN[lib](env_id, int(seed), int(steps), a.eval_every, Path(out))
+        lib, env_id, seed, steps, every, out = a.child
+        fn = child_tandem if lib.startswith("tandem") else child_peer
+        fn(lib, env_id, int(seed), int(steps), int(every), Path(out))
         return 0
 
     out = Path(a.out)
-    envs, seeds, libs = a.envs.split(","), _seeds(a.seeds), a.libs.split(",")
-    steps = {"Pendulum-v1": a.steps_pendulum, "HalfCheetah-v5": a.steps_halfcheetah}
     load0 = os.getloadavg()
     print(f"machine: {platform.platform()}, {os.cpu_count()} cpus, load {load0[0]:.2f}",
           flush=True)
     jobs = []
-    for env_id in envs:
-        n = steps.get(env_id, 10_000)
-        every = DEFAULT_EVAL_EVERY.get(env_id, max(1, n // 10))
-        for seed in seeds:
-            for lib in libs:  # interleaved: both libraries see the same machine state
+    for env_id in a.envs.split(","):
+        steps, every, seeds, libs = PLAN.get(env_id, (10_000, 1_000, "0-4", "tandem,sb3"))
+        steps = a.steps or steps
+        every = min(every, steps)
+        for seed in _seeds(a.seeds or seeds):
+            for lib in (a.libs or libs).split(","):  # interleaved: same machine state
                 d = out / lib / env_id / f"seed_{seed}"
                 if (d / "summary.json").is_file():
                     continue  # finished earlier: the script can be re-run to complete a set
-                jobs.append((lib, env_id, seed, n, every, d))
+                jobs.append((lib, env_id, seed, steps, every, d))
+    cores: queue.Queue = queue.Queue()
+    for c in range(max(1, a.jobs)):
+        cores.put(c % (os.cpu_count() or 1))
 
     def run(job):
         lib, env_id, seed, n, every, d = job
         if d.exists():  # an unfinished earlier attempt
-            import shutil
             shutil.rmtree(d)
         env = {**os.environ, "JAX_PLATFORMS": "cpu", "OMP_NUM_THREADS": "1"}
+        core = cores.get()
+        pin = ["taskset", "-c", str(core)] if shutil.which("taskset") else []
         t0 = time.time()
-        r = subprocess.run([sys.executable, __file__, "--child", lib, env_id, str(seed),
-                            str(n), str(d), "--eval-every", str(every)], env=env,
-                           capture_output=True, text=True)
+        try:
+            r = subprocess.run([*pin, sys.executable, __file__, "--child", lib, env_id,
+                                str(seed), str(n), str(every), str(d)], env=env,
+                               capture_output=True, text=True)
+        finally:
+            cores.put(core)
         status = "ok" if r.returncode == 0 else f"FAILED\n{r.stderr[-2000:]}"
-        print(f"{lib:7s} {env_id:15s} seed {seed}: {time.time() - t0:7.0f} s {status}",
+        print(f"{lib:10s} {env_id:15s} seed {seed}: {time.time() - t0:7.0f} s {status}",
               flush=True)
         return r.returncode
 
     with ThreadPoolExecutor(a.jobs) as pool:
         failures = sum(1 for rc in pool.map(run, jobs) if rc)
-
-    from tandem.report import load_run_set, write_report
-    names = {"tandem": "tandem SAC", "sb3": "SB3 SAC"}
-    dirs, labels = [], []
-    for env_id in envs:
-        for lib in libs:
-            if (out / lib / env_id).is_dir():
-                dirs.append(out / lib / env_id)
-                labels.append(names.get(lib, lib))
-    index = write_report(dirs, a.report or out / "report", labels,
-                         title="tandem SAC vs Stable-Baselines3 SAC, same budget and seeds")
-    table = {}
-    for d, label in zip(dirs, labels):
-        rs = load_run_set(d, label)
-        table[f"{label} | {rs.env}"] = {"per_seed": rs.scores.tolist(),
-                                        "steps": sorted({s.summary["steps"] for s in rs.seeds})}
-    (out / "results.json").write_text(json.dumps({
-        "load_before": load0, "load_after": os.getloadavg(), "results": table}, indent=1))
-    print(f"report: {index}")
+    write_results(out, Path(a.json), a.report, load0)
     return 1 if failures else 0
+
+
+def write_results(out: Path, json_path: Path, report: str | None, load0) -> None:
+    """Every finished run under ``out`` into the JSON (rows 'LIB ALGO | ENV') and a report."""
+    from tandem.report import load_run_set, write_report
+    dirs, labels, table = [], [], {}
+    for lib, label in NAMES.items():
+        for env_dir in sorted((out / lib).glob("*")) if (out / lib).is_dir() else []:
+            rs = load_run_set(env_dir, label)
+            dirs.append(env_dir)
+            labels.append(label)
+            table[f"{label} | {rs.env}"] = {
+                "per_seed": rs.scores.tolist(), "seeds": [s.seed for s in rs.seeds],
+                "steps": sorted({s.summary["steps"] for s in rs.seeds}),
+                "wall_s": [s.summary.get("time/wall_s") for s in rs.seeds]}
+    index = write_report(dirs, report or out / "report", labels,
+                         title="tandem SAC and TD3 vs Stable-Baselines3 (and SBX), same budget "
+                         "and seeds")
+    json_path.write_text(json.dumps({
+        "hyperparameters": HP, "plan": PLAN, "load_before": load0,
+        "load_after": os.getloadavg(), "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": platform.platform(), "cpus": os.cpu_count(), "results": table}, indent=1))
+    print(f"report: {index}")
 
 
 if __name__ == "__main__":
