@@ -164,6 +164,8 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", default=None, help="instead of the plan's seeds")
     p.add_argument("--steps", type=int, default=None, help="instead of the plan's steps")
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--cores", default=None, help="the cores to pin runs to, e.g. 1 or 0,1 "
+                   "(default: 0 .. jobs-1)")
     p.add_argument("--out", default=str(HERE / "results" / "sac_returns"))
     p.add_argument("--json", default=str(HERE / "results" / "sac_returns.json"))
     p.add_argument("--report", default=None, help="report folder (default <out>/report)")
@@ -191,8 +193,10 @@ def main(argv=None) -> int:
                     continue  # finished earlier: the script can be re-run to complete a set
                 jobs.append((lib, env_id, seed, steps, every, d))
     cores: queue.Queue = queue.Queue()
-    for c in range(max(1, a.jobs)):
-        cores.put(c % (os.cpu_count() or 1))
+    chosen = ([int(c) for c in a.cores.split(",")] if a.cores else
+              [c % (os.cpu_count() or 1) for c in range(max(1, a.jobs))])
+    for i in range(max(1, a.jobs)):
+        cores.put(chosen[i % len(chosen)])
 
     def run(job):
         lib, env_id, seed, n, every, d = job
