@@ -160,7 +160,7 @@ def _seeds(text: str) -> list[int]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--envs", default="HalfCheetah-v5,Hopper-v5,Walker2d-v5")
-    p.add_argument("--libs", default=None, help="only these (default: each env's plan)")
+    p.add_argument("--libs", default=None, help="only these of each env's plan")
     p.add_argument("--seeds", default=None, help="instead of the plan's seeds")
     p.add_argument("--steps", type=int, default=None, help="instead of the plan's steps")
     p.add_argument("--jobs", type=int, default=2)
@@ -187,7 +187,9 @@ def main(argv=None) -> int:
         steps = a.steps or steps
         every = min(every, steps)
         for seed in _seeds(a.seeds or seeds):
-            for lib in (a.libs or libs).split(","):  # interleaved: same machine state
+            wanted = [lib for lib in libs.split(",")
+                      if a.libs is None or lib in a.libs.split(",")]
+            for lib in wanted:  # interleaved: same machine state
                 d = out / lib / env_id / f"seed_{seed}"
                 if (d / "summary.json").is_file():
                     continue  # finished earlier: the script can be re-run to complete a set
