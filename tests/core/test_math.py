@@ -41,6 +41,23 @@ def test_tanh_log_det_is_stable_for_large_u():
     assert not np.isfinite(float(jnp.log(1 - jnp.tanh(20.0) ** 2)))
 
 
+def test_the_bounded_squash_correction_is_sb3s():
+    # log(1 - tanh(u)^2 + 1e-6): at u = 0 it is log(1 + 1e-6); far out it stops at log(1e-6)
+    # (the exact correction keeps falling: -2|u| + 2 log 2)
+    u = jnp.array([0.0, 1.0, 5.0, 20.0])
+    bounded = [float(tanh_log_det_jacobian(x[None], 1e-6)) for x in u]
+    want = [np.log(1 - np.tanh(x) ** 2 + 1e-6) for x in (0.0, 1.0, 5.0, 20.0)]
+    np.testing.assert_allclose(bounded, want, rtol=1e-4, atol=1e-3)  # float32 tanh
+    assert bounded[-1] == pytest.approx(np.log(1e-6), rel=1e-5)
+    exact = float(tanh_log_det_jacobian(u[3:]))
+    assert exact == pytest.approx(-38.6137056, abs=1e-5) and exact < bounded[-1] - 20
+    # the distribution carries its correction
+    d = TanhNormal(jnp.zeros(1), jnp.ones(1), 1e-6)
+    assert float(d.log_prob_pre_tanh(jnp.array([20.0]))) == pytest.approx(
+        float(Normal(jnp.zeros(1), jnp.ones(1)).log_prob(jnp.array([20.0]))) - np.log(1e-6),
+        rel=1e-6)
+
+
 def test_tanh_normal_sample_matches_log_prob():
     d = TanhNormal(jnp.array([0.3, -0.2]), jnp.array([0.5, 1.5]))
     a, logp = d.sample_and_log_prob(jax.random.PRNGKey(0))

@@ -59,3 +59,29 @@ def test_compiled_init_of_vmapped_seeds_has_no_batched_lapack_call(cfg, env_id):
     calls = lapack_calls(prog.init.lower(_keys([0, 1])))
     assert calls, "expected the orthogonal init's QR in the program"
     assert all(n == 0 for _, n in calls), calls
+
+
+def test_off_policy_layers_start_as_pytorch_linear():
+    # kernels and biases ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), as torch.nn.Linear (SB3)
+    from tandem.core.nets import MLP
+    params = MLP((256, 256), 12).init(jax.random.PRNGKey(0), np.zeros((1, 17), np.float32))
+    for name, fan_in in (("Dense_0", 17), ("Dense_1", 256), ("Dense_2", 256)):
+        for leaf in ("kernel", "bias"):
+            x = np.asarray(params["params"][name][leaf])
+            bound = 1 / np.sqrt(fan_in)
+            assert np.abs(x).max() <= bound and np.abs(x).max() > 0.95 * bound, (name, leaf)
+            assert abs(x.std() - bound / np.sqrt(3)) < 0.1 * bound, (name, leaf)
+
+
+def test_sacs_initial_policy_is_not_saturated():
+    # issue 22: with Flax's default init 80-87% of HalfCheetah's action dimensions started
+    # with |tanh(mean)| > 0.5; PyTorch's init gives SB3's 11-25%
+    from tandem import SACConfig
+    from tandem.algos.sac import make_sac
+    from tandem.core.spaces import EnvSpec
+    fns = make_sac(SACConfig(), EnvSpec.box(17, 6))
+    obs = np.random.default_rng(0).normal(0, 2, (2000, 17)).astype(np.float32)
+    for seed in range(3):
+        state = fns.init(jax.random.PRNGKey(seed))
+        mean = np.asarray(fns.nets.actor.apply(state.actor_params, obs).loc)
+        assert (np.abs(np.tanh(mean)) > 0.5).mean() < 0.3

@@ -49,6 +49,10 @@ class SACConfig(OffPolicyConfig):
     critic_dropout: float = param(0.0, "dropout rate in the critics (DroQ: 0.01)", ge=0.0,
                                   lt=1.0)
     critic_layer_norm: bool = param(False, "layer normalisation in the critics (DroQ)")
+    squash_correction: str = param(
+        "bounded", "log-density correction of the tanh squash: bounded = log(1 - tanh(u)^2 + "
+        "1e-6) as in SB3, exact = log(1 - tanh(u)^2) as in the SAC paper (docs/sac.md)",
+        choices=("bounded", "exact"))
 
     # `tandem tune sac`: the ranges of RL Zoo's SAC search, narrowed to what trains on a CPU.
     search_space: ClassVar[dict] = {
@@ -246,7 +250,7 @@ def make_sac(cfg: SACConfig, spec: EnvSpec) -> AgentFns:
 def _make_sac(cfg: SACConfig, spec: EnvSpec) -> AgentFns:
     action_dim = spec.action.dim
     nets = Nets(TanhGaussianActor(cfg.hidden_sizes, action_dim, cfg.activation, cfg.network,
-                                  spec.obs),
+                                  spec.obs, cfg.squash_correction),
                 QEnsemble(cfg.hidden_sizes, cfg.n_critics, cfg.activation, cfg.network,
                           cfg.critic_dropout, cfg.critic_layer_norm, spec.obs),
                 make_optimizer(cfg.actor_lr, cfg.max_grad_norm),

@@ -28,29 +28,36 @@ class Normal(NamedTuple):
         return jnp.sum(0.5 + _HALF_LOG_2PI + jnp.log(self.scale), axis=-1)
 
 
-def tanh_log_det_jacobian(u: jax.Array) -> jax.Array:
+def tanh_log_det_jacobian(u: jax.Array, eps: float = 0.0) -> jax.Array:
     """log |d tanh(u) / du| = log(1 - tanh(u)^2), summed over the last axis.
 
-    Written as 2 (log 2 - u - softplus(-2u)), which is exact and stays finite for large |u|
-    where 1 - tanh(u)^2 underflows to 0 (SAC paper, appendix C, eq. 21).
+    ``eps == 0``: exact, written as 2 (log 2 - u - softplus(-2u)), which stays finite for
+    large |u| where 1 - tanh(u)^2 underflows to 0 (SAC paper, appendix C, eq. 21).
+    ``eps > 0``: log(1 - tanh(u)^2 + eps), Stable-Baselines3's form (eps 1e-6): bounded below
+    by log(eps), so a saturated dimension's term stops changing (docs/sac.md).
     """
+    if eps > 0.0:
+        return jnp.sum(jnp.log(1.0 - jnp.tanh(u) ** 2 + eps), axis=-1)
     return jnp.sum(2.0 * (math.log(2.0) - u - jax.nn.softplus(-2.0 * u)), axis=-1)
 
 
 class TanhNormal(NamedTuple):
-    """a = tanh(u), u ~ Normal(loc, scale). Actions lie in (-1, 1)."""
+    """a = tanh(u), u ~ Normal(loc, scale). Actions lie in (-1, 1). ``eps`` picks the
+    squash correction of the log-density (:func:`tanh_log_det_jacobian`; a Python float,
+    fixed when the policy is built)."""
 
     loc: jax.Array
     scale: jax.Array
+    eps: float = 0.0
 
     def sample_and_log_prob(self, key: jax.Array) -> tuple[jax.Array, jax.Array]:
         base = Normal(self.loc, self.scale)
         u = base.sample(key)
-        return jnp.tanh(u), base.log_prob(u) - tanh_log_det_jacobian(u)
+        return jnp.tanh(u), base.log_prob(u) - tanh_log_det_jacobian(u, self.eps)
 
     def log_prob_pre_tanh(self, u: jax.Array) -> jax.Array:
         """log density of a = tanh(u), given the pre-squash sample u."""
-        return Normal(self.loc, self.scale).log_prob(u) - tanh_log_det_jacobian(u)
+        return Normal(self.loc, self.scale).log_prob(u) - tanh_log_det_jacobian(u, self.eps)
 
     def mode(self) -> jax.Array:
         return jnp.tanh(self.loc)

@@ -25,15 +25,20 @@ from tandem.core.spaces import Space
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # as in SB3; keeps exp(log_std) finite
 
 
+SQUASH_EPS = {"exact": 0.0, "bounded": 1e-6}  # squash corrections (tanh_log_det_jacobian)
+
+
 class TanhGaussianActor(nn.Module):
     """obs -> TanhNormal over actions in (-1, 1): one torso with 2 x action_dim outputs,
-    split into the mean and the log-std (clipped to [LOG_STD_MIN, LOG_STD_MAX])."""
+    split into the mean and the log-std (clipped to [LOG_STD_MIN, LOG_STD_MAX]).
+    ``squash_correction``: "bounded" (SB3's log(1 - tanh^2 + 1e-6)) or "exact"."""
 
     hidden_sizes: tuple[int, ...]
     action_dim: int
     activation: str = "relu"
     network: str = "mlp"
     obs_space: Space | None = None
+    squash_correction: str = "bounded"
 
     @nn.compact
     def __call__(self, obs) -> TanhNormal:
@@ -41,7 +46,7 @@ class TanhGaussianActor(nn.Module):
                                      self.activation)(encode(self.obs_space, obs))
         mean, log_std = jnp.split(out, 2, axis=-1)
         log_std = jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
-        return TanhNormal(mean, jnp.exp(log_std))
+        return TanhNormal(mean, jnp.exp(log_std), SQUASH_EPS[self.squash_correction])
 
 
 class DeterministicActor(nn.Module):
