@@ -69,8 +69,10 @@ def test_off_policy_layers_start_as_pytorch_linear():
         for leaf in ("kernel", "bias"):
             x = np.asarray(params["params"][name][leaf])
             bound = 1 / np.sqrt(fan_in)
-            assert np.abs(x).max() <= bound and np.abs(x).max() > 0.95 * bound, (name, leaf)
-            assert abs(x.std() - bound / np.sqrt(3)) < 0.1 * bound, (name, leaf)
+            assert np.abs(x).max() <= bound, (name, leaf)
+            if x.size >= 200:  # enough draws to see the uniform's spread
+                assert np.abs(x).max() > 0.95 * bound, (name, leaf)
+                assert abs(x.std() - bound / np.sqrt(3)) < 0.1 * bound, (name, leaf)
 
 
 def test_sacs_initial_policy_is_not_saturated():
