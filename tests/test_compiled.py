@@ -79,6 +79,21 @@ def test_compiles_once_for_any_chunk_length():
     assert int(ls.step[0]) == 70 + 16
 
 
+def test_the_training_chunk_updates_the_buffer_in_place():
+    # issue 22: steps/s fell with the buffer's size because XLA copied whole buffer fields
+    # on every step; the compiled chunk must hold no copy of a buffer-sized array
+    import re
+    capacity = 4321
+    prog = _Program(CFG.replace(buffer_size=capacity), make_jax_env(ENV), 2)
+    ls, _ = prog.run("warmup", prog.init(_keys([0, 1])), 50)
+    prog.run("train", ls, 2)
+    hlo = prog._cache["train"].as_text()
+    copies = [ln for ln in hlo.splitlines()
+              if re.search(rf"= \w+\[[^\]]*\b{capacity}\b[^\]]*\]\S* copy\(", ln)]
+    assert not copies, copies[:3]
+    assert re.search(rf"\[2,{capacity},3\]", hlo)  # the buffer is in the program
+
+
 def test_truncation_keeps_the_final_observation():
     # Pendulum never terminates: 200-step episodes are truncated. The transition that ends an
     # episode stores that episode's last observation as next_obs; the next row starts from a

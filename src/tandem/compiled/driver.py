@@ -77,9 +77,13 @@ class Program:
         argument, so each kind compiles once whatever the chunk length)."""
         n = jax.numpy.asarray(n, jax.numpy.int32)
         if kind not in self._cache:
+            chunk = getattr(self.ct, kind)
+            if not self.ct.batched:  # written for one seed: vmap it over the seeds
+                chunk = jax.vmap(chunk, in_axes=(0, None))
+
             def fn(state, n):
                 self.traces[kind] += 1
-                return jax.vmap(getattr(self.ct, kind), in_axes=(0, None))(state, n)
+                return chunk(state, n)
             t0 = time.perf_counter()
             self._cache[kind] = jax.jit(fn, donate_argnums=0).lower(ls, n).compile()
             self.compile_s += time.perf_counter() - t0

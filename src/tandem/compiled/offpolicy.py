@@ -3,9 +3,16 @@
 ``make_train(cfg, env, fns)`` returns pure functions over a :class:`LoopState` pytree that
 holds everything: the algorithm state (from the same ``update`` functions the Gymnasium path
 uses), the env state, the replay buffer, keys and counters. A chunk of many env steps, buffer
-inserts, batch sampling and gradient steps is one ``lax.scan``, so it runs without returning
-to Python; ``jax.vmap`` over the initial keys trains several seeds as one program. Because the
-whole state is one pytree, a checkpoint is that pytree and resuming is exact.
+inserts, batch sampling and gradient steps is one loop, so it runs without returning to
+Python, and several seeds train as one program. Because the whole state is one pytree, a
+checkpoint is that pytree and resuming is exact.
+
+Seeds: ``init`` makes one seed's state (the caller vmaps it over the seeds' keys);
+``warmup`` and ``train`` take every seed at once (each leaf has a leading [S] axis) and vmap
+the per-seed work inside. All seeds step in lockstep, so they write the replay buffer at one
+shared position: one in-place slice update of the [S, capacity, ...] arrays per step. (A
+vmapped per-seed write is a scatter, which XLA on the CPU computes over the whole buffer:
+steps/s then fell with the buffer's size.)
 
 Schedule: ``learning_starts`` env steps with uniform random actions and no updates (warm-up),
 then iterations of ``train_freq`` policy steps followed by ``gradient_steps`` updates.
@@ -27,7 +34,8 @@ BUFFER_FIELDS = ("obs", "action", "reward", "next_obs", "terminated", "truncated
 
 
 class LoopState(NamedTuple):
-    """The whole training state of one seed (vmapped: every leaf gains a leading [S] axis)."""
+    """The whole training state of one seed (of S seeds: every leaf gains a leading [S]
+    axis; ``pos`` and ``size`` are then equal across seeds)."""
 
     algo: Any               # the algorithm's state pytree (params, optimisers, ...)
     env_state: Any
@@ -50,6 +58,7 @@ class CompiledTrain(NamedTuple):
     train: Callable[[LoopState, jax.Array], tuple[LoopState, dict]]   # n training iterations
     evaluate: Callable[[Any, jax.Array, int], jax.Array]         # -> [episodes] returns
     policy_of: Callable[[Any], Any]  # loop state -> what ``evaluate`` takes as its policy
+    batched: bool = False  # warmup/train take every seed's state (else one seed's: vmap them)
 
 
 def _scale(a: jax.Array, low: jax.Array, high: jax.Array) -> jax.Array:
@@ -74,7 +83,8 @@ def _repeat(body: Callable, ls: LoopState, n: jax.Array) -> tuple[LoopState, dic
 
 
 def make_train(cfg, env: JaxEnv, fns: AgentFns, capacity: int) -> CompiledTrain:
-    """Pure (unjitted) chunk functions for one seed; the caller jits/vmaps them."""
+    """Pure (unjitted) functions: ``init`` for one seed, the chunks for all seeds at once
+    (see the module docstring); the caller jits them."""
     obs_shape, act_dim = fns.spec.obs.shape, fns.spec.action.dim
     low = jnp.asarray(env.action_low, jnp.float32)
     high = jnp.asarray(env.action_high, jnp.float32)
@@ -93,57 +103,77 @@ def make_train(cfg, env: JaxEnv, fns: AgentFns, capacity: int) -> CompiledTrain:
                          jnp.ones((), bool))
 
     def env_step(ls: LoopState, action: jax.Array, noise: jax.Array):
-        """Step with a policy action in [-1, 1], store the transition, reset if done."""
+        """One seed: step with a policy action in [-1, 1], reset if done; returns the new
+        state (buffer untouched) and the transition's row for the buffer."""
         k_step, k_reset, key = jax.random.split(ls.key, 3)
         env_state, next_obs, reward, terminated, truncated = env.step(
             ls.env_state, _scale(action, low, high), k_step)
         row = {"obs": ls.obs, "action": action, "reward": reward, "next_obs": next_obs,
-               "terminated": terminated, "truncated": truncated,
-               "first": ls.first}
-        buffer = {k: ls.buffer[k].at[ls.pos].set(row[k]) for k in BUFFER_FIELDS}
+               "terminated": terminated, "truncated": truncated, "first": ls.first}
         done = jnp.logical_or(terminated, truncated)
         ep_return = ls.episode_return + reward
         env_state, obs = jax.lax.cond(done, lambda: env.reset(k_reset),
                                       lambda: (env_state, next_obs))
-        ls = ls._replace(env_state=env_state, obs=obs, buffer=buffer, key=key,
+        ls = ls._replace(env_state=env_state, obs=obs, key=key,
                          noise=jnp.where(done, 0.0, noise),
-                         pos=(ls.pos + 1) % capacity, size=jnp.minimum(ls.size + 1, capacity),
                          step=ls.step + 1, episode_return=jnp.where(done, 0.0, ep_return),
                          episodes=ls.episodes + done, first=done)
-        return ls, (done, jnp.where(done, ep_return, 0.0))
+        return ls, row, _episode_sums(done, jnp.where(done, ep_return, 0.0))
 
-    def random_step(ls: LoopState) -> tuple[LoopState, tuple]:
+    def random_step(ls: LoopState):
         k_act, key = jax.random.split(ls.key)
         a = jax.random.uniform(k_act, (act_dim,), minval=-1.0, maxval=1.0)
         return env_step(ls._replace(key=key), a, ls.noise)
 
-    def policy_step(ls: LoopState) -> tuple[LoopState, tuple]:
+    def policy_step(ls: LoopState):
         a, noise, _ = explore(fns.policy_params(ls.algo), None, ls.obs, ls.explore_key,
                               ls.step, ls.noise)
         return env_step(ls, a, noise)
 
-    def iteration(ls: LoopState) -> tuple[LoopState, dict]:
-        """train_freq policy steps, then G gradient steps on G x B sampled transitions."""
-        ls, (done, rets) = jax.lax.scan(lambda s, _: policy_step(s), ls, None,
-                                        length=cfg.train_freq)
+    def stepped(step_fn: Callable) -> Callable:
+        """Every seed takes one step (vmapped); their rows go into the buffer at the shared
+        position with one in-place slice update per field."""
+        def body(ls: LoopState) -> tuple[LoopState, dict]:
+            without = ls._replace(buffer=None)
+            new, rows, sums = jax.vmap(step_fn)(without)
+            pos = ls.pos[0]  # the seeds step together: one position for all
+            buffer = {k: jax.lax.dynamic_update_index_in_dim(
+                ls.buffer[k], rows[k].astype(ls.buffer[k].dtype), pos, axis=1)
+                for k in BUFFER_FIELDS}
+            return new._replace(buffer=buffer, pos=(ls.pos + 1) % capacity,
+                                size=jnp.minimum(ls.size + 1, capacity)), sums
+        return body
+
+    def learn(ls: LoopState) -> tuple[LoopState, dict]:
+        """One seed: G gradient steps on G x B transitions sampled from its buffer."""
         k_sample, key = jax.random.split(ls.key)
         idx = jax.random.randint(k_sample, (G, B), 0, ls.size)  # [G, B]
         b = ls.buffer
         batches = Transition(b["obs"][idx], b["action"][idx], b["reward"][idx],
                              b["next_obs"][idx], b["terminated"][idx])
         algo, metrics = update_many(ls.algo, batches, None)
-        return ls._replace(algo=algo, key=key), {**metrics, **_episode_sums(done, rets)}
+        return ls._replace(algo=algo, key=key), metrics
+
+    random_body, policy_body = stepped(random_step), stepped(policy_step)
+
+    def iteration(ls: LoopState) -> tuple[LoopState, dict]:
+        """Every seed: train_freq policy steps, then G gradient steps."""
+        # The steps run in a loop with a trip count XLA cannot fold (it would inline a
+        # train_freq of 1): inlined, XLA fused each buffer write into the sampling gather
+        # after it and then copied whole buffer fields on every step.
+        # tests/test_compiled.py checks that the program holds no copy of the buffer.
+        ls, sums = _repeat(policy_body, ls, jnp.where(ls.step[0] >= 0, cfg.train_freq, 0))
+        ls, metrics = jax.vmap(learn)(ls)
+        return ls, {**metrics, **sums}
 
     def warmup(ls: LoopState, n: jax.Array) -> tuple[LoopState, dict]:
-        """``n`` (traced) random-action steps: one compilation serves every chunk length."""
-        def one(ls):
-            ls, (done, ret) = random_step(ls)
-            return ls, _episode_sums(done, ret)
-        ls, sums = _repeat(one, ls, n)
-        return ls, sums
+        """``n`` (traced) random-action steps of every seed: one compilation serves every
+        chunk length."""
+        return _repeat(random_body, ls, n)
 
     def train(ls: LoopState, n: jax.Array) -> tuple[LoopState, dict]:
-        """``n`` (traced) training iterations; learner metrics averaged over them."""
+        """``n`` (traced) training iterations of every seed; learner metrics averaged over
+        them (per seed: [S])."""
         ls, sums = _repeat(iteration, ls, n)
         return ls, {k: (v if k.startswith("rollout/") else v / jnp.maximum(n, 1))
                     for k, v in sums.items()}
@@ -154,4 +184,5 @@ def make_train(cfg, env: JaxEnv, fns: AgentFns, capacity: int) -> CompiledTrain:
             env, lambda obs: _scale(fns.raw["act"](policy_params, None, obs), low, high), key,
             episodes)
 
-    return CompiledTrain(init, warmup, train, evaluate, lambda ls: fns.policy_params(ls.algo))
+    return CompiledTrain(init, warmup, train, evaluate, lambda ls: fns.policy_params(ls.algo),
+                         batched=True)
