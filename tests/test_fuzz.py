@@ -140,6 +140,19 @@ def test_fuzzed_checkpoint_contents(good_run, tmp_path_factory, data):
     _expect_clean(ckpt)
 
 
+@pytest.mark.parametrize("field", ["seed", "step", "episode"])
+@pytest.mark.parametrize("value", [-1, 2.5, True, "3"])
+def test_checkpoint_counters_are_counts(good_run, tmp_path_factory, field, value):
+    """A counter that is not a whole number >= 0 is refused at restore (episode -1 once got
+    through to the env reset's seed and crashed there)."""
+    ckpt = _copy(good_run, tmp_path_factory)
+    meta = json.loads((ckpt / META).read_text())
+    meta["host"][field] = value
+    (ckpt / META).write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=field):
+        _load_and_restore(ckpt)
+
+
 # ---------------------------------------------------------------------------- the CLI
 class _Reached(Exception):
     """A valid command got as far as training / tuning / sweeping (stubbed)."""

@@ -10,8 +10,8 @@ from tandem.core.pytree import flatten_pytree, restore_pytree
 from tandem.core.replay import HostReplay
 from tandem.core.spaces import Space
 from tandem.errors import CheckpointError
-from tandem.run.checkpoint import (FORMAT_VERSION, Segmented, latest_checkpoint, load_checkpoint,
-                                   save_checkpoint, store_meta)
+from tandem.run.checkpoint import (FORMAT_VERSION, latest_checkpoint, load_checkpoint,
+                                   save_checkpoint)
 
 BOX2 = Space.box((2,))
 

@@ -9,6 +9,9 @@ only this record, whichever algorithm it came from:
   rollout's epochs and minibatches (``arg`` = the learning-rate fraction);
 - ``update_many(state, batches, obs_stats)``: off-policy only, G gradient steps on batches
   [G, B] fused in one ``lax.scan`` (None on-policy);
+- ``update_and_explore(state, batches, obs_stats, obs, key, step, carry) -> (state, metrics,
+  action, carry)``: off-policy only, ``update_many`` then ``explore`` with the new parameters,
+  in one call: the host loop gets its next action without a second dispatch (None on-policy);
 - ``explore(params, obs_stats, obs, key, step, carry) -> (action, carry, logp)``: the
   behaviour action for env step ``step`` (the key is folded with the step, so a resumed run
   draws the same numbers). ``carry`` is exploration state (OU noise; unused otherwise);
@@ -33,6 +36,7 @@ class AgentFns(NamedTuple):
     init: Callable
     update: Callable
     update_many: Callable | None
+    update_and_explore: Callable | None
     explore: Callable
     act: Callable
     policy_params: Callable[[Any], Any]
@@ -64,17 +68,29 @@ def agent(*, init: Callable, update: Callable, explore: Callable, act: Callable,
     traces: dict = {}
     raw = {"init": init, "update": update, "explore": explore, "act": act,
            "update_many": None}
+    jitted_explore = counted_jit(explore, "explore", traces)
+    update_many_j = update_and_explore_j = None
     if scan_updates:
         def update_many(state, batches, obs_stats=None):
             """G gradient steps in one call: every leaf of ``batches`` is [G, B, ...]."""
             state, metrics = jax.lax.scan(lambda s, b: update(s, b, obs_stats), state, batches)
             return state, mean_metrics(metrics)
         raw["update_many"] = update_many
+        update_many_j = counted_jit(update_many, "update_many", traces)
+
+        def update_and_explore(state, batches, obs_stats, obs, key, step, carry):
+            """``update_many``, then the behaviour action for env step ``step`` from the
+            updated parameters (the jitted pieces inlined, so their traces count too)."""
+            state, metrics = update_many_j(state, batches, obs_stats)
+            action, carry, _ = jitted_explore(policy_params(state), obs_stats, obs, key, step,
+                                              carry)
+            return state, metrics, action, carry
+        update_and_explore_j = counted_jit(update_and_explore, "update_and_explore", traces)
     return AgentFns(
         init=jax.jit(init),
         update=counted_jit(update, "update", traces),
-        update_many=counted_jit(raw["update_many"], "update_many", traces)
-        if scan_updates else None,
-        explore=counted_jit(explore, "explore", traces),
+        update_many=update_many_j,
+        update_and_explore=update_and_explore_j,
+        explore=jitted_explore,
         act=counted_jit(act, "act", traces),
         policy_params=policy_params, nets=nets, spec=spec, traces=traces, raw=raw)

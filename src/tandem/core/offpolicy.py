@@ -66,6 +66,16 @@ class ReplayLearner:
             self.state, self.last_metrics = self.fns.update_many(
                 self.state, self.replay.sample(self.rng, G, B), stats)
 
+    def learn_and_explore(self, obs, step: int, carry) -> tuple[np.ndarray, Any]:
+        """One training call (``learn()``), and the behaviour action for env step ``step``
+        from the updated parameters, in one jitted call: (action, exploration carry)."""
+        G, B = self.cfg.gradient_steps, self.cfg.batch_size
+        stats = self.obs_stats()
+        self.state, self.last_metrics, action, carry = self.fns.update_and_explore(
+            self.state, self.replay.sample(self.rng, G, B), stats, obs, self.explore_key, step,
+            carry)
+        return np.asarray(action), carry
+
     # ------------------------------------------------------------------ checkpoint
     def arrays(self) -> dict[str, np.ndarray]:
         arrays = flatten_pytree(self.state, "state")

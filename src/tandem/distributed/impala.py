@@ -31,7 +31,7 @@ from tandem.distributed.cluster import driver_spec
 from tandem.distributed.workers import TrajectoryWorker, WorkerPool, worker_seed
 from tandem.envs.gym import GymEnv
 from tandem.errors import CheckpointError
-from tandem.run.checkpoint import MALFORMED, Snapshot
+from tandem.run.checkpoint import MALFORMED, counters, Snapshot
 from tandem.run.driver import Control
 from tandem.run.results import Policy
 
@@ -77,11 +77,11 @@ class IMPALADriver:
     def restore(self, meta: dict, arrays: dict, source: str) -> None:
         try:
             hm = meta["host"]
-            self.seeds = [int(hm["seed"])]
+            self.seeds = list(counters(hm, "seed"))
             self.state = restore_pytree(
                 jax.eval_shape(self.fns.init, jax.random.PRNGKey(self.seeds[0])), arrays,
                 "state", source)
-            self.step_, self.episode = int(hm["step"]), int(hm["episode"])
+            self.step_, self.episode = counters(hm, "step", "episode")
             self.recent_returns = list(hm["recent_returns"])
             self.recent_lengths = list(hm["recent_lengths"])
             self.lost_trajectories = int(hm.get("lost_trajectories", 0))

@@ -28,7 +28,7 @@ from tandem.distributed.cluster import driver_spec
 from tandem.distributed.workers import TransitionWorker, WorkerPool, worker_seed
 from tandem.envs.gym import GymEnv
 from tandem.errors import CheckpointError
-from tandem.run.checkpoint import MALFORMED, Segmented, Snapshot, store_meta
+from tandem.run.checkpoint import MALFORMED, counters, Segmented, Snapshot, store_meta
 from tandem.run.driver import Control
 from tandem.run.results import Policy
 
@@ -76,10 +76,11 @@ class WorkerOffPolicyDriver:
     def restore(self, meta: dict, arrays: dict, source: str) -> None:
         try:
             hm = meta["host"]
+            counters(hm, "seed")
             self.ln = ReplayLearner.restore(self.cfg, self.fns, hm, arrays,
                                             store_meta(meta, "replay"), source)
             self.seeds = [self.ln.seed]
-            self.step_, self.episode = int(hm["step"]), int(hm["episode"])
+            self.step_, self.episode = counters(hm, "step", "episode")
             self.recent_returns = list(hm["recent_returns"])
             self.recent_lengths = list(hm["recent_lengths"])
         except MALFORMED as exc:

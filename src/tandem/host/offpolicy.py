@@ -3,11 +3,13 @@
 Per env step: act (uniform random before ``learning_starts``, then the jitted stochastic
 policy), step the env, store the transition (with the true final observation when an episode
 ends), and every ``train_freq`` steps sample G x B transitions and run G gradient steps in one
-jitted ``update_many`` call.
+jitted call, which also computes the next step's action from the updated parameters
+(``update_and_explore``: one dispatch instead of two per step at train_freq 1).
 
 Exact resume. Everything the next step depends on is checkpointed: the algorithm state, the
 replay buffer, the NumPy generator (random actions and replay sampling), the observation
-statistics, counters, and the env itself. The env's internal state cannot be saved
+statistics, counters, the action already computed for the next step (if any), and the env
+itself. The env's internal state cannot be saved
 generically, so each episode is reset with its own seed derived from (seed, episode index) and
 the actions taken so far in the current episode are saved; a resume resets with that seed and
 replays those actions, which reproduces the env exactly for any env that is deterministic
@@ -30,7 +32,7 @@ from tandem.core.offpolicy import ReplayLearner
 from tandem.core.spaces import build, canonical, get_leaf, leaf_name, leaves, to_env_action
 from tandem.envs.gym import GymEnv, check_finite, episode_seed
 from tandem.errors import CheckpointError
-from tandem.run.checkpoint import MALFORMED, Segmented, Snapshot, store_meta
+from tandem.run.checkpoint import MALFORMED, counters, Segmented, Snapshot, store_meta
 from tandem.run.driver import Control
 from tandem.run.results import Policy
 
@@ -57,6 +59,8 @@ class OffPolicyDriver:
         self.recent_returns: list = []
         self.recent_lengths: list = []
         self.noise = np.zeros(fns.spec.action.dim, np.float32)  # OU state, reset per episode
+        # (action, noise) for the next env step, computed with the last update; None if not
+        self.pending: tuple[np.ndarray, Any] | None = None
 
     # ------------------------------------------------------------------ Driver
     @property
@@ -82,13 +86,19 @@ class OffPolicyDriver:
         spec = self.fns.spec
         try:
             hm = meta["host"]
+            counters(hm, "seed")
             self.ln = ReplayLearner.restore(self.cfg, self.fns, hm, arrays,
                                             store_meta(meta, "replay"), source)
             self.seeds = [self.ln.seed]
             saved_obs = canonical(spec.obs, _obs_from(arrays, "host/obs", spec.obs))
             actions = np.asarray(arrays["host/episode_actions"], np.float64)
             self.noise = np.asarray(arrays["host/noise"], np.float32).reshape(spec.action.dim)
-            self.step_, self.episode = int(hm["step"]), int(hm["episode"])
+            self.pending = None
+            if "host/pending_action" in arrays:  # (checkpoints before it have none)
+                self.pending = tuple(
+                    np.asarray(arrays[k], np.float32).reshape(spec.action.dim)
+                    for k in ("host/pending_action", "host/pending_noise"))
+            self.step_, self.episode = counters(hm, "step", "episode")
             self.episode_return = float(hm["episode_return"])
             self.episode_actions = list(actions)
             self.recent_returns = list(hm["recent_returns"])
@@ -109,6 +119,7 @@ class OffPolicyDriver:
             self.episode_return, self.episode_actions = 0.0, []
             obs = self._reset(self.episode)
             self.noise = np.zeros_like(self.noise)
+            self.pending = None
         self.obs = obs
 
     def advance(self, until: int, control: Control) -> None:
@@ -124,6 +135,9 @@ class OffPolicyDriver:
             t = self.step_
             if t < starts:
                 a = ln.random_action()
+            elif self.pending is not None:
+                a, self.noise = self.pending
+                self.pending = None
             else:
                 a, self.noise, _ = explore(params_of(ln.state), stats, self.obs, ln.explore_key,
                                            t, self.noise)
@@ -151,7 +165,7 @@ class OffPolicyDriver:
             if ln.rms is not None:
                 stats = ln.rms.stats()
             if self.step_ > starts and self.step_ % freq == 0:
-                ln.learn()
+                self.pending = ln.learn_and_explore(self.obs, self.step_, self.noise)
             if self.step_ % tick_every == 0:
                 control.tick(self.step_)
             if control.stop:
@@ -173,6 +187,9 @@ class OffPolicyDriver:
         for path, _ in leaves(spec.obs):
             arrays[_name("host/obs", path)] = np.asarray(get_leaf(self.obs, path))
         arrays["host/noise"] = np.asarray(self.noise, np.float32)
+        if self.pending is not None:
+            arrays["host/pending_action"], arrays["host/pending_noise"] = (
+                np.asarray(x, np.float32) for x in self.pending)
         meta = {"host": {**ln.meta(), "step": self.step_, "episode": self.episode,
                          "episode_return": self.episode_return,
                          "recent_returns": self.recent_returns,

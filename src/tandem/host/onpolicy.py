@@ -32,7 +32,7 @@ from tandem.core.spaces import build, canonical, get_leaf, leaf_name, leaves, to
 from tandem.core.types import Rollout
 from tandem.envs.gym import GymEnv, check_finite_batch, make_vector_env, vector_step
 from tandem.errors import CheckpointError
-from tandem.run.checkpoint import MALFORMED, Snapshot
+from tandem.run.checkpoint import MALFORMED, counters, Snapshot
 from tandem.run.driver import Control
 from tandem.run.results import Policy
 
@@ -137,7 +137,7 @@ class OnPolicyDriver:
         cfg, space = self.cfg, self.fns.spec.obs
         try:
             hm = meta["host"]
-            self.seeds = [int(hm["seed"])]
+            self.seeds = list(counters(hm, "seed"))
             if int(hm["n_envs"]) != cfg.n_envs:
                 raise ValueError(f"n_envs {hm['n_envs']} != {cfg.n_envs}")
             k_init, self.explore_key = self._keys()
@@ -151,7 +151,7 @@ class OnPolicyDriver:
             positions = [(int(arrays[f"host/env_{i}/episode"]),
                           np.asarray(arrays[f"host/env_{i}/actions"]))
                          for i in range(cfg.n_envs)]
-            host = HostState(int(hm["step"]), int(hm["episode"]), saved_obs,
+            host = HostState(*counters(hm, "step", "episode"), saved_obs,
                              np.array(arrays["host/ep_return"], np.float64),
                              np.array(arrays["host/ep_length"], np.int64),
                              np.array(arrays["host/disc_return"], np.float64),

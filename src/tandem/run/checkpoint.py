@@ -34,7 +34,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 from safetensors.numpy import load as st_load
@@ -46,6 +46,22 @@ from tandem.errors import CheckpointError
 # of range, a missing key) raises while restoring; the restorers turn these into one
 # CheckpointError naming the file
 MALFORMED = (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError)
+
+
+
+def counters(host_meta: dict, *names: str) -> tuple[int, ...]:
+    """The named counters of a checkpoint's host meta (seed, step, episode, ...) as ints,
+    each an integral number >= 0; a ValueError or TypeError (in MALFORMED) otherwise, so a
+    forged ``episode: -1`` is refused at restore instead of failing in an env reset later."""
+    out = []
+    for name in names:
+        value = host_meta[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or value != int(value) or value < 0:
+            raise ValueError(f"{name} = {value!r} is not a count")
+        out.append(int(value))
+    return tuple(out)
+
 
 FORMAT = "tandem-checkpoint"
 FORMAT_VERSION = 1
