@@ -9,9 +9,14 @@ Parts:
             hyperparameters (HP_TD3), 3 seeds: steps/s (whole learn call, JIT included) and
             the mean return of 10 deterministic episodes.
   compiled  SAC steps/s: tandem's Gymnasium host loop on Pendulum-v1 vs the compiled loop on
-            gymnax:Pendulum-v1 with 1 and 8 vmapped seeds (compile time reported apart), and
-            on brax:halfcheetah tandem's compiled loop vs Brax's own SAC trainer (num_envs=1,
-            same batch, network and budget).
+            gymnax:Pendulum-v1 with 1 and 8 vmapped seeds (compile time reported apart); the
+            compiled loop with a 1e4 vs a 1e6 buffer (3 interleaved pairs: steps/s must not
+            depend on the buffer size); and on brax:halfcheetah tandem's compiled loop vs
+            Brax's own SAC trainer (brax.training.agents.sac.train) at equal settings: one
+            env, batch 256, one gradient update per env step, 256x256 networks, replay
+            1,000 to 1e6, the same env steps; 3 interleaved pairs. Compared figure: steps/s
+            of the second half of the run, compile excluded (tandem: the metric rows past
+            half-way; Brax: its last epochs' training/sps).
   droq      DroQ vs SAC on Pendulum-v1: SAC's mean eval return at 20k steps, and the env steps
             DroQ (UTD 20) needs to reach it (eval every 500 steps), with wall time per env step.
 
@@ -99,7 +104,8 @@ def child_compiled(spec: dict) -> dict:
     kind, steps = spec["kind"], spec["steps"]
     from tandem import SACConfig, train
     cfg = SACConfig(checkpoint_every=0, eval_episodes=spec.get("eval_episodes", 0),
-                    log_every=min(1000, steps))
+                    log_every=min(1000, steps),
+                    buffer_size=spec.get("buffer_size", SACConfig().buffer_size))
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "r"
         if kind == "host":
@@ -111,8 +117,24 @@ def child_compiled(spec: dict) -> dict:
         env = {"gymnax": "gymnax:Pendulum-v1", "brax": "brax:halfcheetah"}[kind]
         s = train(cfg, env, steps=steps, seeds=spec["seeds"], out=out, progress=False).summary
         return {"sps_per_seed": s["time/sps"], "sps_total": s["time/sps_total"],
-                "wall_s": s["time/wall_s"], "compile_s": s["time/compile_s"],
-                "eval_return_mean": s["eval/return_mean"]}
+                "sps_2nd_half": _sps_2nd_half(out, steps), "wall_s": s["time/wall_s"],
+                "compile_s": s["time/compile_s"], "eval_return_mean": s["eval/return_mean"]}
+
+
+def _sps_2nd_half(run: Path, steps: int) -> float | None:
+    """Steps/s over the log intervals that end past half-way (each row's time/sps covers the
+    interval since the previous row, compile time excluded), weighted by steps."""
+    import csv
+    paths = sorted(run.rglob("metrics.csv"))
+    if not paths:
+        return None
+    with open(paths[0]) as fh:  # long format: step, name, value
+        rows = sorted((int(r["step"]), float(r["value"])) for r in csv.DictReader(fh)
+                      if r["name"] == "time/sps")
+    at = [st for st, _ in rows]
+    spans = [(b - a, v) for a, (b, v) in zip([0] + at, rows) if b > steps / 2]
+    secs = sum(n / v for n, v in spans if v > 0)
+    return sum(n for n, _ in spans) / secs if secs else None
 
 
 def _brax_sac(spec: dict) -> dict:
@@ -141,9 +163,13 @@ def _brax_sac(spec: dict) -> dict:
               progress_fn=lambda step, m: times.append((step, time.perf_counter(), dict(
                   (k, float(v)) for k, v in m.items() if k.startswith("training/")))))
     wall = time.perf_counter() - t0
-    # Brax reports training/sps per epoch between evaluations; the last epoch is compile-free
+    # Brax reports training/sps per epoch between evaluations; the first epoch includes the
+    # compilation, so the second half (past half-way, as tandem's figure) is compile-free
     last = times[-1][2] if times else {}
+    half = [m["training/sps"] for s, _, m in times if s > spec["steps"] / 2
+            and m.get("training/sps")]
     return {"sps_per_seed": last.get("training/sps"), "sps_total": last.get("training/sps"),
+            "sps_2nd_half": len(half) / sum(1 / x for x in half) if half else None,
             "wall_s": wall, "compile_s": None, "progress": [(s, m) for s, _, m in times]}
 
 
@@ -215,15 +241,34 @@ def part_td3(seeds, steps) -> dict:
             "sps_ratios": ratios}
 
 
-def part_compiled(quick: bool) -> dict:
-    n_p, n_b = (1500, 1200) if quick else (4000, 3000)
+def _pairs(a: tuple[str, dict], b: tuple[str, dict], n: int) -> dict:
+    """``n`` interleaved pairs of two spawned runs (alternating which goes first), and the
+    median ratio a/b of their second-half steps/s."""
+    runs: dict[str, list] = {"a": [], "b": []}
+    for i in range(n):
+        for side in (("a", "b") if i % 2 == 0 else ("b", "a")):
+            mode, spec = a if side == "a" else b
+            runs[side].append(spawn(mode, spec))
+    ratios = [ra["sps_2nd_half"] / rb["sps_2nd_half"] for ra, rb in zip(runs["a"], runs["b"])
+              if ra.get("sps_2nd_half") and rb.get("sps_2nd_half")]
+    return {"a": a[1], "b": b[1], "runs_a": runs["a"], "runs_b": runs["b"],
+            "ratios_a_over_b": ratios,
+            "median_ratio": statistics.median(ratios) if ratios else None}
+
+
+def part_compiled(quick: bool, pairs: int = 3) -> dict:
+    n_p, n_b = (1500, 1200) if quick else (4000, 6000)
     rows = {"host_pendulum_1": spawn("compiled", {"kind": "host", "steps": n_p}),
             "gymnax_pendulum_1": spawn("compiled", {"kind": "gymnax", "steps": n_p, "seeds": 1}),
-            "gymnax_pendulum_8": spawn("compiled", {"kind": "gymnax", "steps": n_p, "seeds": 8}),
-            "brax_halfcheetah_tandem": spawn("compiled", {"kind": "brax", "steps": n_b,
-                                                          "seeds": 1}),
-            "brax_halfcheetah_brax_sac": spawn("compiled", {"kind": "brax_sac", "steps": n_b})}
-    return {"steps_pendulum": n_p, "steps_brax": n_b, "rows": rows}
+            "gymnax_pendulum_8": spawn("compiled", {"kind": "gymnax", "steps": n_p, "seeds": 8})}
+    buffer = _pairs(("compiled", {"kind": "gymnax", "steps": n_p, "seeds": 1,
+                                  "buffer_size": 10_000}),
+                    ("compiled", {"kind": "gymnax", "steps": n_p, "seeds": 1,
+                                  "buffer_size": 1_000_000}), 1 if quick else pairs)
+    brax = _pairs(("compiled", {"kind": "brax", "steps": n_b, "seeds": 1}),
+                  ("compiled", {"kind": "brax_sac", "steps": n_b}), 1 if quick else pairs)
+    return {"steps_pendulum": n_p, "steps_brax": n_b, "rows": rows,
+            "buffer_1e4_vs_1e6": buffer, "brax_tandem_vs_brax_sac": brax}
 
 
 def part_droq(seeds, quick: bool) -> dict:
