@@ -238,14 +238,40 @@ def write_results(out: Path, json_path: Path, report: str | None, load0) -> None
                 "per_seed": rs.scores.tolist(), "seeds": [s.seed for s in rs.seeds],
                 "steps": sorted({s.summary["steps"] for s in rs.seeds}),
                 "wall_s": [s.summary.get("time/wall_s") for s in rs.seeds]}
+    previous = json.loads(json_path.read_text()) if json_path.is_file() else {}
+    _keep_earlier(table, previous.get("results", {}), previous.get("date"))
     index = write_report(dirs, report or out / "report", labels,
                          title="tandem SAC and TD3 vs Stable-Baselines3 (and SBX), same budget "
                          "and seeds")
     json_path.write_text(json.dumps({
         "hyperparameters": HP, "plan": PLAN, "load_before": load0,
         "load_after": os.getloadavg(), "date": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": platform.platform(), "cpus": os.cpu_count(), "results": table}, indent=1))
+        "machine": platform.platform(), "cpus": os.cpu_count(), "results": table,
+        "superseded": previous.get("superseded", {})}, indent=1))
     print(f"report: {index}")
+
+
+def _keep_earlier(table: dict, earlier: dict, date: str | None) -> None:
+    """Every run made stays in the JSON: a run recorded there earlier whose folder is not under
+    ``out`` now (the folders are git-ignored, so a fresh checkout has none) is carried over
+    into its row, listed under ``earlier`` with the date it was made. Runs of code that no
+    longer stands are moved by hand to the JSON's ``superseded`` section, which is kept as is.
+    """
+    for key, old in earlier.items():
+        row = table.setdefault(key, {"per_seed": [], "seeds": [], "steps": old.get("steps", []),
+                                     "wall_s": []})
+        dates = {e["seed"]: e["date"] for e in old.get("earlier", [])}
+        for seed, score in zip(old.get("seeds", []), old["per_seed"]):
+            if seed in row["seeds"]:
+                continue
+            row["per_seed"].append(score)
+            row["seeds"].append(seed)
+            row["wall_s"].append(None)
+            row.setdefault("earlier", []).append(
+                {"seed": seed, "score": score, "date": dates.get(seed, old.get("date", date))})
+        order = sorted(range(len(row["seeds"])), key=row["seeds"].__getitem__)
+        for k in ("per_seed", "seeds", "wall_s"):
+            row[k] = [row[k][i] for i in order]
 
 
 if __name__ == "__main__":
