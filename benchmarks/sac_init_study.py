@@ -68,7 +68,7 @@ def apply_variant(name: str) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from tandem.core import distributions, nets
+    from tandem.core import nets
 
     hidden, output, bias, correction = NAMED.get(name, name).split("/")
     inits = {"lecun": nn.initializers.lecun_normal(),
@@ -109,9 +109,7 @@ def apply_variant(name: str) -> dict:
             return x
 
     nets.NETWORKS["mlp"] = StudyMLP
-    if correction == "bounded":
-        distributions.tanh_log_det_jacobian = lambda u: jnp.sum(
-            jnp.log(1.0 - jnp.tanh(u) ** 2 + 1e-6), axis=-1)
+    # the correction is SAC's config field squash_correction (set in run_tandem)
     return {"hidden": hidden, "output": output, "bias": bias, "correction": correction}
 
 
@@ -128,7 +126,8 @@ def run_tandem(variant: str, env_id: str, seed: int, steps: int) -> dict:
     from tandem.host.offpolicy import OffPolicyDriver
     from tandem.run.driver import Control
 
-    cfg = SACConfig(learning_starts=1000, checkpoint_every=0)
+    cfg = SACConfig(learning_starts=1000, checkpoint_every=0,
+                    squash_correction=parts["correction"])
     genv = make_env(env_id, "sac")
     fns = get_algo("sac").build(cfg, genv.spec)
     driver = OffPolicyDriver(cfg, genv, fns, seed, "sac")
