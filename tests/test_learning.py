@@ -85,3 +85,51 @@ def test_impala_learns_cartpole_with_two_ray_workers(tmp_path):
     assert run.summary["rollout/worker_restarts"] == 0
     again = evaluate(out, episodes=IMPALAConfig().eval_episodes, best=True)
     assert again["eval/return_mean"] == best["eval/return_mean"]
+
+
+# Issue 22: SAC learns HalfCheetah-v5 as SB3 does (docs/sac.md). At 30,000 steps one seed can
+# stay near 150 for any library (SB3's seeds 0-9 in benchmarks/sac_returns.py: 215 / 993 / 1,184
+# / 2,362 / 555 / ...; tandem's: 1,663 / 127 / 806 / 1,954 / 1,542 / ...), so the test asks that
+# the better of two seeds reaches 500: SB3 reaches 500 on 4 of its benchmark seeds 0-4, and the
+# better of two seeds does in 93% of SB3's and of tandem's seed pairs (0-9), but in 38% of the
+# old tandem's (lecun-normal kernels, zero biases, exact squash correction: 169 / 381 / 369 /
+# 313 / 278 / 335 / 840 / 190 / 178 / 742), which scored 169 and 381 on these two seeds.
+HALFCHEETAH_STEPS = 30_000
+HALFCHEETAH_SEEDS = (0, 1)
+HALFCHEETAH_MIN = 500.0
+
+
+@pytest.mark.learning
+def test_sac_learns_halfcheetah_as_sb3(tmp_path):
+    """Two seeds of `tandem train sac` with its defaults (SB3's) on HalfCheetah-v5 for 30,000
+    steps, each a CLI process pinned to its own core so that the pair takes one run's wall time
+    (about 4-5 minutes on 2 cores); the better seed's final 10-episode evaluation must reach
+    HALFCHEETAH_MIN."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    cores = sorted(os.sched_getaffinity(0))
+    tandem = shutil.which("tandem", path=os.path.dirname(sys.executable))
+    env = dict(os.environ, OMP_NUM_THREADS="1", JAX_PLATFORMS="cpu")  # as sac_returns.py
+    procs = []
+    for i, seed in enumerate(HALFCHEETAH_SEEDS):
+        cmd = [tandem, "train", "sac", "--env", "HalfCheetah-v5",
+               "--steps", str(HALFCHEETAH_STEPS), "--seed", str(seed),
+               "--out", str(tmp_path / f"seed_{seed}"), "--checkpoint-every", "0",
+               "--progress", "lines"]
+        core = {cores[i % len(cores)]}
+        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True,
+                                      preexec_fn=lambda c=core: os.sched_setaffinity(0, c)))
+    outs = [p.communicate(timeout=1_200)[0] for p in procs]
+    scores = {}
+    for seed, p, out in zip(HALFCHEETAH_SEEDS, procs, outs):
+        assert p.returncode == 0, out[-3000:]
+        summary = json.loads((tmp_path / f"seed_{seed}" / "summary.json").read_text())
+        assert summary["steps"] == HALFCHEETAH_STEPS, summary
+        scores[seed] = summary["eval/return_mean"]
+    print("HalfCheetah-v5 30k final eval per seed:", scores)
+    assert max(scores.values()) >= HALFCHEETAH_MIN, scores
