@@ -35,6 +35,11 @@ def test_legacy_run_loads_evaluates_and_resumes(tmp_path, name):
     for key in ("eval/return_mean", "time/sps", "step_unit"):
         assert resumed.summary[key] is not None, key
     assert resumed.summary["step_unit"] == "env_steps"
+    if "sac" in name:  # written with the paper's exact correction, before the field existed,
+        # so the resume goes on with it (a new run's default is SB3's bounded one)
+        from tandem.api import _config_from
+        assert "squash_correction" not in config["config"]
+        assert _config_from(config).squash_correction == "exact"
     if name == "host_sac":  # the best checkpoint of its periodic evaluation loads too
         best = load(run_dir, best=True)
         assert np.all(np.isfinite(best.act(np.asarray(expected["obs"][0], np.float32))))

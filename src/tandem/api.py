@@ -188,7 +188,8 @@ def _compiled(run_dir: Path, run: dict, driver: CompiledDriver, cfg: Config, unt
 # ============================================================================ resume
 def _config_from(run: dict) -> Config:
     try:
-        return get_algo(run["algo"]).config_cls.from_dict(run["config"])
+        cls = get_algo(run["algo"]).config_cls
+        return cls.from_dict({**cls.run_folder_defaults, **run["config"]})
     except ConfigError as exc:
         raise CheckpointError(f"run config is invalid for this tandem version: {exc}") from None
 

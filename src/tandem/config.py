@@ -183,6 +183,10 @@ class Config(metaclass=_ConfigMeta):
     search_space: ClassVar[dict[str, Search]] = {}
     # This algorithm's defaults of Settings fields (merged along the class hierarchy).
     settings_defaults: ClassVar[dict[str, Any]] = {}
+    # Fields added after run folders were first written, with the behaviour tandem had before
+    # them: a run folder's config.json without such a field was written when tandem behaved as
+    # the value says, so loading or resuming it continues that run as it was.
+    run_folder_defaults: ClassVar[dict[str, Any]] = {}
 
     settings: Settings = dataclasses.field(default=None, metadata={"doc": "run settings"})
 

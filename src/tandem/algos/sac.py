@@ -54,6 +54,9 @@ class SACConfig(OffPolicyConfig):
         "1e-6) as in SB3, exact = log(1 - tanh(u)^2) as in the SAC paper (docs/sac.md)",
         choices=("bounded", "exact"))
 
+    # Run folders from before issue 22 used the paper's exact correction.
+    run_folder_defaults: ClassVar[dict] = {"squash_correction": "exact"}
+
     # `tandem tune sac`: the ranges of RL Zoo's SAC search, narrowed to what trains on a CPU.
     search_space: ClassVar[dict] = {
         "actor_lr": log_uniform(1e-5, 3e-3), "critic_lr": log_uniform(1e-5, 3e-3),
