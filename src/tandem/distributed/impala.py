@@ -31,7 +31,7 @@ from tandem.distributed.cluster import driver_spec
 from tandem.distributed.workers import TrajectoryWorker, WorkerPool, worker_seed
 from tandem.envs.gym import GymEnv
 from tandem.errors import CheckpointError
-from tandem.run.checkpoint import MALFORMED, counters, Snapshot
+from tandem.run.checkpoint import MALFORMED, Snapshot, counters
 from tandem.run.driver import Control
 from tandem.run.results import Policy
 

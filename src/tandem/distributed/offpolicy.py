@@ -28,7 +28,7 @@ from tandem.distributed.cluster import driver_spec
 from tandem.distributed.workers import TransitionWorker, WorkerPool, worker_seed
 from tandem.envs.gym import GymEnv
 from tandem.errors import CheckpointError
-from tandem.run.checkpoint import MALFORMED, counters, Segmented, Snapshot, store_meta
+from tandem.run.checkpoint import MALFORMED, Segmented, Snapshot, counters, store_meta
 from tandem.run.driver import Control
 from tandem.run.results import Policy
 

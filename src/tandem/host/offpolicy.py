@@ -9,12 +9,12 @@ jitted call, which also computes the next step's action from the updated paramet
 Exact resume. Everything the next step depends on is checkpointed: the algorithm state, the
 replay buffer, the NumPy generator (random actions and replay sampling), the observation
 statistics, counters, the action already computed for the next step (if any), and the env
-itself. The env's internal state cannot be saved
-generically, so each episode is reset with its own seed derived from (seed, episode index) and
-the actions taken so far in the current episode are saved; a resume resets with that seed and
-replays those actions, which reproduces the env exactly for any env that is deterministic
-given its seed (all Gymnasium classic-control and MuJoCo envs are). If the replayed
-observation differs, the resume says so and starts a fresh episode instead.
+itself. The env's internal state cannot be saved generically, so each episode is reset with
+its own seed derived from (seed, episode index) and the actions taken so far in the current
+episode are saved; a resume resets with that seed and replays those actions, which reproduces
+the env exactly for any env that is deterministic given its seed (all Gymnasium
+classic-control and MuJoCo envs are). If the replayed observation differs, the resume says so and
+starts a fresh episode instead.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from tandem.core.offpolicy import ReplayLearner
 from tandem.core.spaces import build, canonical, get_leaf, leaf_name, leaves, to_env_action
 from tandem.envs.gym import GymEnv, check_finite, episode_seed
 from tandem.errors import CheckpointError
-from tandem.run.checkpoint import MALFORMED, counters, Segmented, Snapshot, store_meta
+from tandem.run.checkpoint import MALFORMED, Segmented, Snapshot, counters, store_meta
 from tandem.run.driver import Control
 from tandem.run.results import Policy
 

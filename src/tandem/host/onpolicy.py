@@ -32,7 +32,7 @@ from tandem.core.spaces import build, canonical, get_leaf, leaf_name, leaves, to
 from tandem.core.types import Rollout
 from tandem.envs.gym import GymEnv, check_finite_batch, make_vector_env, vector_step
 from tandem.errors import CheckpointError
-from tandem.run.checkpoint import MALFORMED, counters, Snapshot
+from tandem.run.checkpoint import MALFORMED, Snapshot, counters
 from tandem.run.driver import Control
 from tandem.run.results import Policy
 
