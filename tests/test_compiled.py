@@ -128,6 +128,7 @@ def test_cli_seeds_eval_and_load(tmp_path, capsys):
     assert evaluate(out, episodes=1)["eval/seeds"] == [5, 6]
 
 
+@pytest.mark.slow  # 30-45 s: in test.sh step 2, so the default suite stays < ~10 min
 def test_brax_env_trains_and_terminates(tmp_path):
     # Brax's inverted pendulum (the smallest Brax env, quick to compile on CPU) terminates
     # when the pole falls: terminations are stored and do not bootstrap.

@@ -113,6 +113,7 @@ def _paths(meta: dict, prefix=()) -> list[tuple]:
     return out
 
 
+@pytest.mark.slow  # 30-45 s: in test.sh step 2, so the default suite stays < ~10 min
 @FUZZ
 @given(data=st.data())
 def test_fuzzed_checkpoint_contents(good_run, tmp_path_factory, data):

@@ -39,6 +39,7 @@ def _cmd(out, trials):
             "--trials", str(trials), "--steps", "600", "--out", str(out), *FIXED]
 
 
+@pytest.mark.slow  # 30-45 s: in test.sh step 2, so the default suite stays < ~10 min
 def test_a_killed_study_resumes_with_the_same_command(tmp_path):
     out = tmp_path / "study"
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
@@ -76,6 +77,7 @@ def test_a_killed_study_resumes_with_the_same_command(tmp_path):
         len(trials)
 
 
+@pytest.mark.slow  # 30-45 s: in test.sh step 2, so the default suite stays < ~10 min
 def test_pruned_trials_stop_early_and_errors(tmp_path, capsys):
     from tandem import SACConfig
     from tandem.tune import tune
