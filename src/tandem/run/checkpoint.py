@@ -48,7 +48,6 @@ from tandem.errors import CheckpointError
 MALFORMED = (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError)
 
 
-
 def counters(host_meta: dict, *names: str) -> tuple[int, ...]:
     """The named counters of a checkpoint's host meta (seed, step, episode, ...) as ints,
     each an integral number >= 0; a ValueError or TypeError (in MALFORMED) otherwise, so a
