@@ -40,6 +40,7 @@ import queue
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -194,6 +195,9 @@ def main(argv=None) -> int:
                 if (d / "summary.json").is_file():
                     continue  # finished earlier: the script can be re-run to complete a set
                 jobs.append((lib, env_id, seed, steps, every, d))
+    # seed-major across envs: a plan stopped part-way leaves whole seeds of every env and lib
+    jobs.sort(key=lambda j: j[2])
+    lock = threading.Lock()
     cores: queue.Queue = queue.Queue()
     chosen = ([int(c) for c in a.cores.split(",")] if a.cores else
               [c % (os.cpu_count() or 1) for c in range(max(1, a.jobs))])
@@ -202,25 +206,36 @@ def main(argv=None) -> int:
 
     def run(job):
         lib, env_id, seed, n, every, d = job
-        if d.exists():  # an unfinished earlier attempt
-            shutil.rmtree(d)
+        # a run is made in <out>/_partial and moved into place when it has finished, so that
+        # the JSON can be rewritten after every run and an interrupted one is never read
+        part = out / "_partial" / lib / env_id / d.name
+        for stale in (d, part):  # an unfinished earlier attempt
+            if stale.exists():
+                shutil.rmtree(stale)
         env = {**os.environ, "JAX_PLATFORMS": "cpu", "OMP_NUM_THREADS": "1"}
         core = cores.get()
         pin = ["taskset", "-c", str(core)] if shutil.which("taskset") else []
         t0 = time.time()
         try:
             r = subprocess.run([*pin, sys.executable, __file__, "--child", lib, env_id,
-                                str(seed), str(n), str(every), str(d)], env=env,
+                                str(seed), str(n), str(every), str(part)], env=env,
                                capture_output=True, text=True)
         finally:
             cores.put(core)
-        status = "ok" if r.returncode == 0 else f"FAILED\n{r.stderr[-2000:]}"
+        ok = r.returncode == 0 and (part / "summary.json").is_file()
+        status = "ok" if ok else f"FAILED\n{r.stderr[-2000:]}"
         print(f"{lib:10s} {env_id:15s} seed {seed}: {time.time() - t0:7.0f} s {status}",
               flush=True)
-        return r.returncode
+        if ok:
+            d.parent.mkdir(parents=True, exist_ok=True)
+            part.rename(d)
+            with lock:  # what has finished is in the JSON even if the plan is stopped later
+                write_results(out, Path(a.json), a.report, load0)
+        return 0 if ok else 1
 
     with ThreadPoolExecutor(a.jobs) as pool:
         failures = sum(1 for rc in pool.map(run, jobs) if rc)
+    shutil.rmtree(out / "_partial", ignore_errors=True)  # failed attempts; printed above
     write_results(out, Path(a.json), a.report, load0)
     return 1 if failures else 0
 
