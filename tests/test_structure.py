@@ -33,7 +33,7 @@ def _layer(module: str) -> str:
     part = module.split(".")[1]
     if part in ("host", "compiled", "distributed"):
         return "drivers"
-    if part in ("tune", "report", "sweep"):
+    if part in ("tune", "report", "sweep", "datasets"):
         return "apps"
     return part
 

@@ -1,4 +1,4 @@
-"""Command line: ``tandem train|eval|resume|report|tune|sweep|check-env|config ...``.
+"""Command line: ``tandem train|eval|resume|report|tune|sweep|check-env|dataset|config ...``.
 
 Exit codes: 0 on success, 2 with one line on stderr for a usage, config, env or checkpoint
 error (anything a user can fix), 130 when interrupted with Ctrl-C (a checkpoint is written at
@@ -15,6 +15,7 @@ import sys
 from typing import Sequence
 
 from tandem import api
+from tandem import datasets as datasets_mod
 from tandem import report as report_mod
 from tandem import sweep as sweep_mod
 from tandem import tune as tune_mod
@@ -137,6 +138,40 @@ def _build_parser() -> _Parser:
     ce.add_argument("--seed", type=int, default=0)
     ce.add_argument("--env-kwargs", default=None, help=ENV_KWARGS_HELP)
 
+    d = sub.add_parser("dataset", help="make offline datasets (Minari format) and look into "
+                       "them: collect, from-run, import, info")
+    dsub = d.add_subparsers(dest="dataset_command", parser_class=_Parser)
+    dc = dsub.add_parser("collect", help="record episodes of a run's policy (or --policy random "
+                         "--env ENV)")
+    dc.add_argument("run_dir", nargs="?", default=None)
+    dc.add_argument("--episodes", type=int, required=True)
+    dc.add_argument("--out", required=True, help="dataset id [namespace/]name-vN (stored under "
+                    "MINARI_DATASETS_PATH) or a folder path")
+    dc.add_argument("--noise", type=float, default=0.0, help="Gaussian action noise std in "
+                    "[-1, 1] policy units (default 0)")
+    dc.add_argument("--policy", choices=("run", "random"), default="run")
+    dc.add_argument("--env", default=None, help="the env of --policy random")
+    dc.add_argument("--env-kwargs", default=None, help=ENV_KWARGS_HELP)
+    dc.add_argument("--seed", type=int, default=0, help="episode i resets with seed + i")
+    dc.add_argument("--expert", default=None, help="a run whose policy's mean return is the "
+                    "local expert reference of normalised scores")
+    dr = dsub.add_parser("from-run", help="an off-policy run's replay buffer as a dataset "
+                         "(D4RL's medium-replay recipe)")
+    dr.add_argument("run_dir")
+    dr.add_argument("--out", required=True)
+    dr.add_argument("--expert", default=None)
+    di = dsub.add_parser("import", help="a controller's logs (.npz or .csv transitions) as a "
+                         "dataset")
+    di.add_argument("file")
+    di.add_argument("--out", required=True)
+    di.add_argument("--env", default=None, help="the env the logs come from (its spaces)")
+    di.add_argument("--env-kwargs", default=None, help=ENV_KWARGS_HELP)
+    di.add_argument("--spaces", default=None, help="the spaces as JSON when there is no env, "
+                    "e.g. '{\"observation\": {\"shape\": [3]}, \"action\": {\"low\": [-2], "
+                    "\"high\": [2]}}'")
+    dn = dsub.add_parser("info", help="size, episodes, returns, reference returns")
+    dn.add_argument("name", help="dataset id or folder")
+
     c = sub.add_parser("config", help="list an algorithm's config fields, defaults and ranges")
     c.add_argument("algo", choices=algo_names())
     return p
@@ -239,6 +274,8 @@ def _run(argv: Sequence[str]) -> int:
         print(json.dumps({"env": args.env, "ok": True,
                           "observation_space": genv.spec.obs.to_json(),
                           "action_space": genv.spec.action.to_json(), "warnings": warnings}))
+    elif args.command == "dataset":
+        return _dataset(args, env_kwargs)
     elif args.command == "report":
         index = report_mod.write_report(args.dirs, args.out, args.label, args.title, not args.no_video)
         print(json.dumps({"report": str(index)}))
@@ -246,6 +283,34 @@ def _run(argv: Sequence[str]) -> int:
         result = api.evaluate(args.run_dir, episodes=args.episodes, seed=args.seed,
                               best=args.best, env_kwargs=env_kwargs)
         print(json.dumps({k: v for k, v in result.items() if k.startswith("eval/")}))
+    return 0
+
+
+def _dataset(args, env_kwargs: dict | None) -> int:
+    cmd = args.dataset_command
+    if cmd is None:
+        raise _UsageError("dataset needs a command: collect, from-run, import or info")
+    if cmd == "info":
+        print(json.dumps(datasets_mod.info(args.name), indent=1))
+        return 0
+    if cmd == "collect":
+        check_int("seed", args.seed, 0)
+        if args.policy == "random":
+            if args.run_dir is not None or args.env is None:
+                raise _UsageError("--policy random takes --env ENV and no RUN")
+            path = datasets_mod.collect(args.out, args.episodes, None, args.noise, args.env,
+                                        env_kwargs, args.seed, args.expert)
+        else:
+            if args.run_dir is None or args.env is not None:
+                raise _UsageError("collect RUN records the run's policy in the run's env (no "
+                                  "--env); or use --policy random --env ENV")
+            path = datasets_mod.collect(args.out, args.episodes, args.run_dir, args.noise,
+                                        seed=args.seed, expert=args.expert)
+    elif cmd == "from-run":
+        path = datasets_mod.from_run(args.run_dir, args.out, args.expert)
+    else:
+        path = datasets_mod.import_logs(args.file, args.out, args.env, env_kwargs, args.spaces)
+    print(json.dumps({"dataset": args.out, "path": str(path)}))
     return 0
 
 

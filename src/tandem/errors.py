@@ -24,6 +24,10 @@ class CheckpointError(TandemError):
     """A checkpoint or run folder is missing, corrupt, or from something else."""
 
 
+class DatasetError(TandemError):
+    """An offline dataset is missing, corrupt, empty, or does not fit its env."""
+
+
 class TrainingInterrupted(TandemError):
     """Training was stopped by the user (Ctrl-C); a checkpoint was written first."""
 
