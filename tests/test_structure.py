@@ -31,7 +31,7 @@ def _layer(module: str) -> str:
     if module in BASE:
         return "base"
     part = module.split(".")[1]
-    if part in ("host", "compiled", "distributed"):
+    if part in ("host", "compiled", "distributed", "offline"):
         return "drivers"
     if part in ("tune", "report", "sweep", "datasets"):
         return "apps"

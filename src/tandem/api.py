@@ -22,21 +22,24 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-from tandem.algos import AlgoSpec, algos_for_action_space, get_algo
+from tandem.algos import AlgoSpec, algo_names, algos_for_action_space, get_algo
 from tandem.compiled.driver import CompiledDriver
 from tandem.config import Config
 from tandem.core.evaluate import evaluate_policy
 from tandem.core.normalize import ObsRMS
 from tandem.core.pytree import restore_pytree
 from tandem.core.spaces import EnvSpec
+from tandem.core.types import ObsStats
 from tandem.distributed.impala import IMPALADriver
 from tandem.distributed.offpolicy import WorkerOffPolicyDriver
 from tandem.envs import check as env_check
-from tandem.envs.gym import GymEnv, make_env, redirect_mujoco_log
+from tandem.envs.datasets import Dataset, load_dataset, normalized_score
+from tandem.envs.gym import GymEnv, action_space_of, make_env, redirect_mujoco_log, space_of
 from tandem.envs.resolve import EnvSource, resolve_env
-from tandem.errors import CheckpointError, ConfigError, EnvError
+from tandem.errors import CheckpointError, ConfigError, DatasetError, EnvError
 from tandem.host.offpolicy import OffPolicyDriver
 from tandem.host.onpolicy import OnPolicyDriver
+from tandem.offline.driver import OfflineDriver, returns_reward_scale
 from tandem.run import folder as rf
 from tandem.run.checkpoint import MALFORMED, latest_checkpoint, load_checkpoint
 from tandem.run.results import Policy, Run, Sweep
@@ -79,10 +82,11 @@ def _check_cfg(cfg: Any) -> AlgoSpec:
 
 
 # ============================================================================ train
-def train(cfg: Config, env: Any, steps: int = 50_000, seed: int = 0,
+def train(cfg: Config, env: Any = None, steps: int = 50_000, seed: int = 0,
           out: str | Path | None = None, progress: bool | None = None,
           env_kwargs: dict | None = None, seeds: str | int | list[int] | None = None,
-          on_eval: Callable | None = None, check_env: bool = True) -> Run | Sweep:
+          on_eval: Callable | None = None, check_env: bool = True,
+          dataset: str | Path | None = None) -> Run | Sweep:
     """Train ``cfg``'s algorithm on ``env`` for ``steps`` env steps.
 
     ``env`` is a Gymnasium id (``module:Name`` imports the module; a Name that is not a
@@ -101,11 +105,20 @@ def train(cfg: Config, env: Any, steps: int = 50_000, seed: int = 0,
 
     A Gymnasium env is first checked (``tandem.envs.check.check_env``: a few hundred random
     steps on a separate instance); ``check_env=False`` skips that.
+
+    Offline algorithms (bc, td3bc, ...) learn from ``dataset`` (a Minari dataset id or
+    folder) instead, for ``steps`` gradient steps, and evaluate in the dataset's env (``env``
+    is not used; a dataset without an env trains with evaluation off).
     """
     algo = _check_cfg(cfg)
     rf.check_int("steps", steps, 1)
     rf.check_int("seed", seed, 0)
     seed_list = rf.parse_seeds(seeds, seed)
+    if algo.driver == "offline" or dataset is not None:
+        return _train_offline(cfg, algo, dataset, env, steps, seed, seed_list, out, progress,
+                              on_eval)
+    if env is None:
+        raise ConfigError(f"{cfg.algo} trains online: give an env")
     source = resolve_env(env, env_kwargs)
     if source.kind == "jax":
         return _train_compiled(cfg, algo, source, steps, seed_list or [seed], out, progress,
@@ -142,6 +155,111 @@ def train(cfg: Config, env: Any, steps: int = 50_000, seed: int = 0,
     log.info("training %s on %s for %d steps (seed %d) -> %s", cfg.algo, source.name or "env",
              steps, seed, run_dir)
     return _single(run_dir, run, driver, cfg, int(steps), progress, on_eval)
+
+
+# ============================================================================ offline
+# Online-only fields: set on an offline algorithm, they would silently do nothing.
+_ONLINE_ONLY = ("buffer_size", "learning_starts", "train_freq", "gradient_steps",
+                "worker_steps", "workers")
+
+
+def _train_offline(cfg: Config, algo: AlgoSpec, dataset, env, steps: int, seed: int,
+                   seed_list: list[int] | None, out, progress, on_eval) -> Run | Sweep:
+    if algo.driver != "offline":
+        offline = [n for n in algo_names() if get_algo(n).driver == "offline"]
+        raise ConfigError(f"{cfg.algo} learns online; a dataset is for the offline algorithms "
+                          f"({', '.join(offline)})")
+    if dataset is None:
+        raise ConfigError(f"{cfg.algo} learns from a dataset: give one (--dataset NAME, a "
+                          "Minari id or folder; `tandem dataset --help` makes them)")
+    if env is not None:
+        raise ConfigError(f"{cfg.algo} evaluates in the dataset's own env; drop the env "
+                          "argument (--env)")
+    defaults = type(cfg)()
+    changed = [k for k in _ONLINE_ONLY if k in cfg.field_names()
+               and getattr(cfg, k) != getattr(defaults, k)]
+    if changed:
+        raise ConfigError(f"{', '.join(changed)} do not apply to offline training of "
+                          f"{cfg.algo} (it samples the whole dataset; --steps counts gradient "
+                          "steps)")
+    data = load_dataset(dataset)
+    if seed_list is not None and len(seed_list) > 1:
+        sweep_dir = Path(out) if out is not None else rf.default_out(
+            cfg.algo, data.env_id or "dataset", seed_list[0])
+        runs, agg = each_seed(sweep_dir, seed_list, lambda s, folder, first: train(
+            cfg, None, steps, s, folder, progress, on_eval=on_eval, dataset=dataset))
+        return Sweep(sweep_dir, cfg.algo, runs[0].env_id, seed_list,
+                     [r.summary for r in runs], agg, [r.policy for r in runs])
+    if seed_list is not None:
+        seed = seed_list[0]
+    spec = offline_spec(data, algo)
+    eval_env = _dataset_env(data)
+    if eval_env is None and (cfg.eval_every or cfg.eval_episodes):
+        log.warning("dataset '%s' has no env tandem can make here: training with evaluation "
+                    "off", data.name)
+        cfg = cfg.replace(eval_every=0, eval_episodes=0)
+    run_dir = Path(out) if out is not None else rf.default_out(cfg.algo, data.env_id or
+                                                               "dataset", seed)
+    with rf.claimed(run_dir):
+        redirect_mujoco_log(run_dir)
+        fns = algo.build(cfg, spec)
+        scale = returns_reward_scale(data) if getattr(cfg, "reward_scale", "none") == \
+            "returns" else 1.0
+        driver = OfflineDriver(cfg, data, fns, seed, cfg.algo, eval_env, scale)
+    run = {"algo": cfg.algo, "env": data.env_id, "env_kwargs": data.env_kwargs,
+           "dataset": {"name": data.name, "path": str(data.path), "checksum": data.checksum,
+                       "transitions": data.size, "episodes": int(data.episode_returns.size),
+                       "references": {k: list(v) for k, v in data.references.items()}},
+           "preprocessing": {"normalize_obs": driver.obs_stats is not None,
+                             "reward_scale": driver.reward_scale},
+           "seed": int(seed), "steps": int(steps), "config": cfg.to_dict(),
+           "env_spec": spec.to_json(), "driver": "offline", "step_unit": driver.unit,
+           "versions": rf.versions()}
+    rf.write_run(run_dir, run)
+    driver.start()
+    log.info("training %s on dataset %s (%d transitions) for %d gradient steps (seed %d) -> %s",
+             cfg.algo, data.name, data.size, steps, seed, run_dir)
+    return _single(run_dir, run, driver, cfg, int(steps), progress, on_eval)
+
+
+def offline_spec(data: Dataset, algo: AlgoSpec) -> EnvSpec:
+    """The EnvSpec of a dataset: its spaces, checked as an env's would be for ``algo``."""
+    try:
+        obs = space_of(data.observation_space)
+        action = action_space_of(data.action_space, data.name, algo.name, algo.action_spaces)
+    except EnvError as exc:
+        raise DatasetError(f"dataset '{data.name}': {exc}") from None
+    return EnvSpec(obs, action, data.env_id, data.max_episode_steps)
+
+
+def _dataset_env(data: Dataset):
+    """The dataset's env for evaluation, or None where it cannot be made here."""
+    if data.env_id is None:
+        return None
+    try:
+        return data.make_env()
+    except (EnvError, DatasetError, ImportError) as exc:
+        log.warning("dataset '%s': cannot make its env %s (%s)", data.name, data.env_id, exc)
+        return None
+
+
+def _offline_driver(run: dict, cfg: Config, run_dir: Path) -> OfflineDriver:
+    """A resumed offline run's driver, on its dataset (found by name, then by path)."""
+    rec = run["dataset"]
+    try:
+        data = load_dataset(rec["name"])
+    except DatasetError:
+        if not Path(rec.get("path", "")).is_dir():
+            raise
+        data = load_dataset(rec["path"])
+    algo = get_algo(run["algo"])
+    if offline_spec(data, algo) != _spec_of(run, run_dir):
+        raise CheckpointError(f"dataset '{data.name}' does not have the spaces {run_dir} was "
+                              "trained with")
+    fns = algo.build(cfg, _spec_of(run, run_dir))
+    eval_env = _dataset_env(data) if cfg.eval_episodes else None
+    return OfflineDriver(cfg, data, fns, int(run["seed"]), run["algo"], eval_env,
+                         float(run.get("preprocessing", {}).get("reward_scale", 1.0)))
 
 
 def _single(run_dir: Path, run: dict, driver, cfg: Config, until: int, progress, on_eval,
@@ -244,14 +362,27 @@ def resume(run_dir: str | Path, steps: int | None = None, progress: bool | None 
         until = rf.resume_target(run_dir, run, start, steps)
         log.info("resuming %s from %s (step %d) to step %d", run["algo"], ckpt, start, until)
         return _compiled(run_dir, run, driver, cfg, until, progress, on_eval, start, meta)
+    if run["driver"] == "offline" and any((run_dir / "checkpoints").glob("step_*")):
+        driver = _offline_driver(run, cfg, run_dir)
+        ckpt = latest_checkpoint(run_dir)
+        meta, arrays = load_checkpoint(ckpt, expect_algo=run["algo"])
+        driver.restore(meta, arrays, str(ckpt))
+        start = driver.step
+        until = rf.resume_target(run_dir, run, start, steps)
+        log.info("resuming %s from %s (step %d) to step %d", run["algo"], ckpt, start, until)
+        return _single(run_dir, run, driver, cfg, until, progress, on_eval, start, meta)
     if not any((run_dir / "checkpoints").glob("step_*")):
         # stopped (crashed, killed) before its first checkpoint: nothing to continue from,
         # so the run starts again from step 0 with its saved config, seed and total
-        _env_for_run(run, run_dir, env)  # the env can still be made, with the same spaces
+        if run["driver"] != "offline":
+            _env_for_run(run, run_dir, env)  # the env can still be made, with the same spaces
         log.warning("'%s' has no checkpoint yet (it stopped before its first one): starting "
                     "it again from step 0", run_dir)
         rf.restart_unstarted(run_dir)
         total = int(run["steps"]) if steps is None else int(steps)
+        if run["driver"] == "offline":
+            return train(cfg, None, steps=total, seed=int(run["seed"]), out=run_dir,
+                         progress=progress, on_eval=on_eval, dataset=run["dataset"]["name"])
         return train(cfg, env if env is not None else run["env"], steps=total,
                      seed=int(run["seed"]), out=run_dir, progress=progress,
                      env_kwargs=run.get("env_kwargs") or None, on_eval=on_eval)
@@ -276,14 +407,19 @@ def _host_policy(run: dict, cfg: Config, run_dir: Path, folder: str) -> Policy:
     fns = get_algo(run["algo"]).build(cfg, spec)
     state = restore_pytree(jax.eval_shape(fns.init, jax.random.PRNGKey(0)), arrays, "state",
                            str(ckpt))
+    host = meta.get("host", {})
     try:
-        rms = (ObsRMS.from_state(spec.obs, arrays) if meta.get("host", {}).get("normalize_obs")
-               else None)
+        if host.get("offline_obs_stats"):  # fixed dataset statistics (offline runs)
+            stats = ObsStats(np.asarray(arrays["offline/obs_mean"], np.float32),
+                             np.asarray(arrays["offline/obs_std"], np.float32))
+        elif host.get("normalize_obs"):
+            stats = ObsRMS.from_state(spec.obs, arrays).stats()
+        else:
+            stats = None
     except MALFORMED as exc:
         raise CheckpointError(f"{ckpt}: observation statistics are missing or malformed "
                               f"({exc!r})") from None
-    return Policy(run["algo"], fns.policy_params(state), None if rms is None else rms.stats(),
-                  spec, fns.act)
+    return Policy(run["algo"], fns.policy_params(state), stats, spec, fns.act)
 
 
 def _compiled_state(run: dict, cfg: Config, run_dir: Path, folder: str) -> CompiledDriver:
@@ -330,9 +466,16 @@ def evaluate(run_dir: str | Path, episodes: int = 10, seed: int | None = None,
                   "eval/returns_per_seed": per_seed}
     else:
         policy = load(run_dir, best=best)
+        if run["env"] is None and env is None:
+            raise EnvError(f"{run_dir} learned from dataset '{run['dataset']['name']}', which "
+                           "records no env: evaluate its policy in yours (Python: env=...)")
         genv = _env_for_run(run, run_dir, env, env_kwargs)
         r = evaluate_policy(policy.act, genv.env, episodes,
                             run["seed"] if seed is None else seed)
         result = {**rf.eval_stats(r["returns"], r["lengths"]), "eval/lengths": r["lengths"]}
+        refs = run.get("dataset", {}).get("references", {})
+        if env is None and not env_kwargs:  # scores compare returns in the dataset's env
+            result.update({f"eval/normalized_score_{k}": float(normalized_score(
+                result["eval/return_mean"], tuple(v))) for k, v in refs.items()})
     rf.write_eval(run_dir, result, best)
     return result

@@ -52,10 +52,14 @@ def _build_parser() -> _Parser:
     t = sub.add_parser("train", help="train an agent; extra --field value pairs set config "
                        "fields (see `tandem config ALGO`)")
     t.add_argument("algo", choices=algo_names())
-    t.add_argument("--env", default="Pendulum-v1",
+    t.add_argument("--env", default=None,
                    help="Gymnasium env id (default Pendulum-v1), or a JAX-native env trained as "
                    "one compiled program: gymnax:Pendulum-v1, brax:halfcheetah")
-    t.add_argument("--steps", type=int, default=50_000, help="env steps to train")
+    t.add_argument("--dataset", default=None,
+                   help="offline algorithms (bc, td3bc): the Minari dataset id or folder to "
+                   "learn from; they evaluate in its env")
+    t.add_argument("--steps", type=int, default=50_000, help="env steps to train (offline: "
+                   "gradient steps)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--seeds", default=None,
                    help="train several seeds into one folder: a count from --seed (8), a range "
@@ -222,9 +226,13 @@ def _run(argv: Sequence[str]) -> int:
                                   "collects from one env")
             overrides["n_envs"] = args.envs
         cfg = spec.config_cls(**overrides)
-        run = api.train(cfg, args.env, steps=args.steps, seed=args.seed, out=args.out,
+        env = args.env
+        if spec.driver != "offline" and args.dataset is None and env is None:
+            env = "Pendulum-v1"
+        run = api.train(cfg, env, steps=args.steps, seed=args.seed, out=args.out,
                         progress=_progress(args.progress), seeds=args.seeds,
-                        check_env=not args.no_check_env, env_kwargs=env_kwargs)
+                        check_env=not args.no_check_env, env_kwargs=env_kwargs,
+                        dataset=args.dataset)
         _print_result(run.dir, run.summary)
     elif args.command == "resume":
         run = api.resume(args.run_dir, steps=args.steps, progress=_progress(args.progress))

@@ -22,7 +22,8 @@ class AlgoSpec:
     config_name: str                # "SACConfig"
     builder_name: str               # "make_sac": (config, EnvSpec) -> AgentFns
     action_spaces: tuple[str, ...]  # Gymnasium action-space class names it can drive
-    driver: str  # "offpolicy" (replay), "onpolicy" (rollouts) or "impala" (Ray workers)
+    driver: str  # "offpolicy" (replay), "onpolicy" (rollouts), "impala" (Ray workers) or
+    #              "offline" (a fixed dataset)
 
     @property
     def config_cls(self) -> type:
@@ -47,6 +48,10 @@ _REGISTRY = {s.name: s for s in (
     AlgoSpec("a2c", "tandem.algos.ppo", "A2CConfig", "make_ppo", ON_POLICY_SPACES, "onpolicy"),
     AlgoSpec("impala", "tandem.algos.impala", "IMPALAConfig", "make_impala", ON_POLICY_SPACES,
              "impala"),
+    # offline: learn from a dataset (`--dataset`), steps are gradient steps
+    AlgoSpec("bc", "tandem.algos.bc", "BCConfig", "make_bc", ("Box",), "offline"),
+    # TD3+BC is TD3's update with a behaviour-cloning actor loss: a TD3 configuration
+    AlgoSpec("td3bc", "tandem.algos.td3", "TD3BCConfig", "make_td3", ("Box",), "offline"),
 )}
 
 
@@ -64,4 +69,4 @@ def algos_for_action_space(space_name: str, compiled: bool = False) -> list[str]
     """Algorithms that can drive an env with this action space (``compiled``: only those that
     also run as one compiled program on a JAX-native env)."""
     return sorted(n for n, s in _REGISTRY.items() if space_name in s.action_spaces
-                  and not (compiled and s.driver == "impala"))
+                  and s.driver != "offline" and not (compiled and s.driver == "impala"))

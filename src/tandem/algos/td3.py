@@ -1,10 +1,11 @@
-"""Twin Delayed DDPG, TD3 (Fujimoto et al., 2018).
+"""Twin Delayed DDPG, TD3 (Fujimoto et al., 2018), with DDPG and TD3+BC as configurations.
 
 DDPG's deterministic actor-critic (Lillicrap et al., 2016) with three fixes for the
 overestimation of Q-learning with function approximation: clipped double-Q targets, delayed
 policy and target updates, and target policy smoothing. DDPG (:class:`DDPGConfig`) is this
-file with the three fixes switched off. Read top to bottom: config -> networks -> state ->
-losses -> update -> policy -> make_td3.
+file with the three fixes switched off; TD3+BC (:class:`TD3BCConfig`, offline) passes a
+behaviour-cloning actor loss to the same update. Read top to bottom: config -> networks ->
+state -> losses -> update -> policy -> make_td3.
 """
 
 from __future__ import annotations
@@ -89,6 +90,33 @@ class DDPGConfig(TD3Config):
                                     if k != "target_noise"}
 
 
+@dataclasses.dataclass(frozen=True)
+class TD3BCConfig(TD3Config):
+    """TD3+BC (Fujimoto & Gu, 2021), offline: TD3 whose actor loss adds behaviour cloning,
+    -lambda Q(s, pi(s)) + (pi(s) - a)^2 with lambda = alpha / mean|Q| (eq. 3), and states
+    normalised by the dataset's mean and std. Rather than a copy of TD3, this configuration
+    passes that actor loss to TD3's update. Defaults are the paper's (Table 3): 256x256
+    networks, Adam 3e-4, batch 256, alpha 2.5. Trains on a dataset (``--dataset``); its
+    steps are gradient steps. The exploration fields apply only when it continues online."""
+
+    algo = "td3bc"
+
+    actor_lr: float = param(3e-4, "actor learning rate (Adam)", gt=0.0, le=1.0)
+    critic_lr: float = param(3e-4, "critic learning rate (Adam)", gt=0.0, le=1.0)
+    hidden_sizes: tuple[int, ...] = param((256, 256), "hidden layer widths of actor and critic "
+                                          "(simbav2: equal widths, one block per entry)")
+    bc_alpha: float = param(2.5, "alpha of the Q term's weight lambda = alpha / mean|Q| (TD3+BC "
+                            "eq. 3; smaller is closer to behaviour cloning)", gt=0.0)
+    normalize_obs: bool = param(True, "normalise observations by the dataset's mean and std "
+                                "(TD3+BC Sec. 5; saved with the policy)", compiled=False)
+
+    settings_defaults: ClassVar[dict[str, Any]] = {"eval_every": 5000}
+    search_space: ClassVar[dict] = {
+        "actor_lr": log_uniform(1e-4, 1e-3), "critic_lr": log_uniform(1e-4, 1e-3),
+        "bc_alpha": choice(1.0, 2.5, 5.0, 10.0),
+    }
+
+
 # ============================================================================ networks
 class Nets(NamedTuple):
     actor: DeterministicActor
@@ -110,7 +138,8 @@ class TD3State(NamedTuple):
     actor_metrics: dict     # last actor loss (logged between delayed updates)
 
 
-def init_state(nets: Nets, spec: EnvSpec, key: jax.Array) -> TD3State:
+def init_state(nets: Nets, spec: EnvSpec, key: jax.Array,
+               actor_metrics: tuple[str, ...] = ("actor_loss",)) -> TD3State:
     k_actor, k_critic, key = jax.random.split(key, 3)
     obs = zeros(spec.obs, (1,))
     act = jnp.zeros((1, spec.action.dim), jnp.float32)
@@ -118,7 +147,8 @@ def init_state(nets: Nets, spec: EnvSpec, key: jax.Array) -> TD3State:
     critic_params = nets.critic.init(k_critic, obs, act)
     return TD3State(actor_params, critic_params, actor_params, critic_params,
                     nets.actor_opt.init(actor_params), nets.critic_opt.init(critic_params),
-                    key, jnp.zeros((), jnp.int32), {"actor_loss": jnp.zeros((), jnp.float32)})
+                    key, jnp.zeros((), jnp.int32),
+                    {k: jnp.zeros((), jnp.float32) for k in actor_metrics})
 
 
 # ============================================================================ losses
@@ -146,20 +176,41 @@ def actor_loss(actor_params, critic_params, obs, nets: Nets) -> jax.Array:
     return -jnp.mean(q[0])
 
 
+def td3_actor_objective(actor_params, critic_params, batch: Transition, nets: Nets,
+                        cfg: TD3Config) -> tuple[jax.Array, dict]:
+    """TD3's actor loss in the form the update takes: (loss, extra metrics)."""
+    return actor_loss(actor_params, critic_params, batch.obs, nets), {}
+
+
+def td3bc_actor_loss(actor_params, critic_params, batch: Transition, nets: Nets,
+                     cfg: TD3BCConfig) -> tuple[jax.Array, dict]:
+    """-lambda mean Q_1(s, pi(s)) + mean (pi(s) - a)^2 over the batch and action dims, with
+    lambda = alpha / mean|Q_1(s, pi(s))| a constant (TD3+BC eq. 3 and its code)."""
+    pi = nets.actor.apply(actor_params, batch.obs)  # [B, action_dim]
+    q = nets.critic.apply(jax.lax.stop_gradient(critic_params), batch.obs, pi)[0]  # [B]
+    lmbda = cfg.bc_alpha / jax.lax.stop_gradient(jnp.abs(q).mean())
+    bc = jnp.mean((pi - batch.action) ** 2)
+    return -lmbda * q.mean() + bc, {"bc_loss": bc}
+
+
 # ============================================================================ update
-def _actor_and_targets(state: TD3State, critic_params, obs, *, cfg: TD3Config,
-                       nets: Nets):
-    a_loss, a_grads = jax.value_and_grad(actor_loss)(state.actor_params, critic_params, obs, nets)
+def _actor_and_targets(state: TD3State, critic_params, batch: Transition, *, cfg: TD3Config,
+                       nets: Nets, actor_loss_fn):
+    (a_loss, extra), a_grads = jax.value_and_grad(actor_loss_fn, has_aux=True)(
+        state.actor_params, critic_params, batch, nets, cfg)
     a_updates, actor_opt_state = nets.actor_opt.update(a_grads, state.actor_opt_state)
     actor_params = optax.apply_updates(state.actor_params, a_updates)
     return (actor_params, actor_opt_state,
             polyak(state.target_actor_params, actor_params, cfg.tau),
-            polyak(state.target_critic_params, critic_params, cfg.tau), {"actor_loss": a_loss})
+            polyak(state.target_critic_params, critic_params, cfg.tau),
+            {"actor_loss": a_loss, **extra})
 
 
 def update(state: TD3State, batch: Transition, obs_stats: ObsStats | None, *, cfg: TD3Config,
-           nets: Nets) -> tuple[TD3State, dict]:
-    """One critic step; every ``policy_delay`` steps one actor step and both target updates."""
+           nets: Nets, actor_loss_fn=td3_actor_objective) -> tuple[TD3State, dict]:
+    """One critic step; every ``policy_delay`` steps one actor step and both target updates.
+    ``actor_loss_fn`` has the signature of :func:`td3_actor_objective` (TD3+BC passes
+    :func:`td3bc_actor_loss`)."""
     key, k_noise = jax.random.split(state.key)
     batch = batch._replace(obs=normalize_obs(batch.obs, obs_stats),
                            next_obs=normalize_obs(batch.next_obs, obs_stats))
@@ -170,8 +221,8 @@ def update(state: TD3State, batch: Transition, obs_stats: ObsStats | None, *, cf
     critic_params = optax.apply_updates(state.critic_params, c_updates)
 
     updates = state.updates + 1
-    actor_step = functools.partial(_actor_and_targets, state, critic_params, batch.obs, cfg=cfg,
-                                   nets=nets)
+    actor_step = functools.partial(_actor_and_targets, state, critic_params, batch, cfg=cfg,
+                                   nets=nets, actor_loss_fn=actor_loss_fn)
     if cfg.policy_delay == 1:
         out = actor_step()
     else:
@@ -181,7 +232,7 @@ def update(state: TD3State, batch: Transition, obs_stats: ObsStats | None, *, cf
     actor_params, actor_opt_state, target_actor_params, target_critic_params, a_metrics = out
     new_state = TD3State(actor_params, critic_params, target_actor_params, target_critic_params,
                          actor_opt_state, critic_opt_state, key, updates, a_metrics)
-    return new_state, {**c_metrics, "train/actor_loss": a_metrics["actor_loss"]}
+    return new_state, {**c_metrics, **{f"train/{k}": v for k, v in a_metrics.items()}}
 
 
 # ============================================================================ policy
@@ -218,8 +269,11 @@ def _make_td3(cfg: TD3Config, spec: EnvSpec) -> AgentFns:
                           obs_space=spec.obs),
                 make_optimizer(cfg.actor_lr, cfg.max_grad_norm),
                 make_optimizer(cfg.critic_lr, cfg.max_grad_norm))
-    return agent(init=functools.partial(init_state, nets, spec),
-                 update=functools.partial(update, cfg=cfg, nets=nets),
+    bc = isinstance(cfg, TD3BCConfig)
+    return agent(init=functools.partial(init_state, nets, spec, actor_metrics=(
+                     ("actor_loss", "bc_loss") if bc else ("actor_loss",))),
+                 update=functools.partial(update, cfg=cfg, nets=nets, actor_loss_fn=(
+                     td3bc_actor_loss if bc else td3_actor_objective)),
                  explore=functools.partial(explore, cfg=cfg, nets=nets),
                  act=functools.partial(act, nets=nets),
                  policy_params=lambda state: state.actor_params, nets=nets, spec=spec,

@@ -93,7 +93,8 @@ class Session:
 
     # ------------------------------------------------------------------ evaluation
     def _evaluate(self, episodes: int) -> list[dict]:
-        return [rf.eval_stats(r["returns"], r.get("lengths"))
+        # a driver may add its own eval/ fields (the offline driver: normalised scores)
+        return [{**rf.eval_stats(r["returns"], r.get("lengths")), **r.get("extra", {})}
                 for r in self.driver.evaluate(episodes)]
 
     def _periodic_eval(self, step: int) -> tuple[list[dict], dict]:
@@ -108,6 +109,9 @@ class Session:
                                  else float(np.std(means)))}
         if len(per_seed) == 1 and per_seed[0]["eval/length_mean"] is not None:
             m["eval/length_mean"] = per_seed[0]["eval/length_mean"]
+        if len(per_seed) == 1:
+            m.update({k: v for k, v in per_seed[0].items()
+                      if k.startswith("eval/normalized_score")})
         if self.s.keep_best and (self.best is None or
                                  m["eval/return_mean"] > self.best["eval/return_mean"]):
             self._save("best", step)

@@ -1,0 +1,1 @@
+"""The offline driver: learning from a fixed dataset (Minari format)."""

@@ -1,0 +1,168 @@
+"""The offline driver (issue 16): BC and TD3+BC learn from a Minari dataset; gradient steps are
+the step unit; exact resume; the dataset's checksum guards a resume; clear errors for what
+does not apply offline. Tiny networks, a 1,000-transition random Pendulum dataset."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+pytest.importorskip("minari")
+
+from tandem import api  # noqa: E402
+from tandem import datasets as dsets  # noqa: E402
+from tandem.algos import get_algo  # noqa: E402
+from tandem.algos.bc import BCConfig  # noqa: E402
+from tandem.algos.td3 import TD3BCConfig, make_td3, td3bc_actor_loss  # noqa: E402
+from tandem.cli import main  # noqa: E402
+from tandem.core.spaces import EnvSpec  # noqa: E402
+from tandem.core.types import Transition  # noqa: E402
+from tandem.envs import datasets as ds  # noqa: E402
+from tandem.errors import CheckpointError, ConfigError  # noqa: E402
+
+SMALL = dict(hidden_sizes=(16, 16), batch_size=32, eval_episodes=1, log_every=50,
+             checkpoint_every=100)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return tmp_path_factory.mktemp("minari")
+
+
+@pytest.fixture(autouse=True)
+def _root(root, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
+
+
+@pytest.fixture(scope="module")
+def dataset(root):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MINARI_DATASETS_PATH", str(root))
+    dsets.collect("pendulum/random-v0", 5, env="Pendulum-v1", seed=3)
+    mp.undo()
+    return "pendulum/random-v0"
+
+
+def _state_arrays(run_dir):
+    from tandem.run.checkpoint import latest_checkpoint, load_checkpoint
+    _, arrays = load_checkpoint(latest_checkpoint(run_dir))
+    return {k: v for k, v in arrays.items() if k.startswith("state/")}
+
+
+@pytest.mark.parametrize("cfg", [TD3BCConfig(**SMALL), BCConfig(**SMALL)],
+                         ids=["td3bc", "bc"])
+def test_offline_training_resumes_exactly_and_compiles_once(cfg, dataset, tmp_path):
+    whole = api.train(cfg, steps=300, dataset=dataset, out=tmp_path / "whole", progress=False)
+    assert whole.summary["step_unit"] == "gradient_steps" and whole.summary["steps"] == 300
+    assert whole.summary["dataset"] == dataset
+    part = api.train(cfg, steps=100, dataset=dataset, out=tmp_path / "part", progress=False)
+    api.resume(part.dir, steps=200, progress=False)
+    # one compilation for three drivers and whatever chunk lengths the session asked for
+    assert get_algo(cfg.algo).build(cfg, whole.policy.spec).traces["offline_train"] == 1
+    a, b = _state_arrays(whole.dir), _state_arrays(part.dir)
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    # the loaded policy is the trained one, dataset normalisation included
+    obs = np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32)
+    np.testing.assert_allclose(api.load(whole.dir).act(obs), whole.policy.act(obs), atol=1e-6)
+    assert whole.policy.obs_stats is not None  # both normalise states by default
+    rows = (whole.dir / "metrics.csv").read_text()
+    assert ("train/critic_loss" if cfg.algo == "td3bc" else "train/bc_loss") in rows
+
+
+def test_td3bc_actor_loss_is_the_papers():
+    cfg = TD3BCConfig(hidden_sizes=(8,), bc_alpha=2.5)
+    spec = EnvSpec.box(3, 2)
+    fns = make_td3(cfg, spec)
+    state = fns.init(jax.random.PRNGKey(0))
+    rng = np.random.default_rng(1)
+    batch = Transition(rng.normal(size=(5, 3)).astype(np.float32),
+                       rng.uniform(-1, 1, (5, 2)).astype(np.float32), np.zeros(5, np.float32),
+                       rng.normal(size=(5, 3)).astype(np.float32), np.zeros(5, np.float32))
+    loss, extra = td3bc_actor_loss(state.actor_params, state.critic_params, batch, fns.nets, cfg)
+    pi = np.asarray(fns.nets.actor.apply(state.actor_params, batch.obs), np.float64)
+    q1 = np.asarray(fns.nets.critic.apply(state.critic_params, batch.obs, pi.astype(np.float32))
+                    [0], np.float64)
+    bc = np.mean((pi - batch.action) ** 2)  # over the batch and the action dims
+    want = -2.5 / np.abs(q1).mean() * q1.mean() + bc
+    assert float(loss) == pytest.approx(want, rel=1e-5)
+    assert float(extra["bc_loss"]) == pytest.approx(bc, rel=1e-5)
+    # the Q term's weight is a constant: the gradient reaches the actor only
+    g = jax.grad(lambda c: td3bc_actor_loss(state.actor_params, c, batch, fns.nets, cfg)[0])(
+        state.critic_params)
+    assert all(float(np.abs(x).max()) == 0.0 for x in jax.tree_util.tree_leaves(g))
+
+
+def test_resume_on_changed_data_is_refused(dataset, tmp_path, capsys):
+    run = api.train(BCConfig(**SMALL), steps=100, dataset=dataset, out=tmp_path / "run",
+                    progress=False)
+    copy = tmp_path / "copy-v0"
+    shutil.copytree(ds.dataset_folder(dataset), copy)
+    run_record = json.loads((run.dir / "config.json").read_text())
+    run_record["dataset"].update(name=str(copy), path=str(copy / "data"))
+    (run.dir / "config.json").write_text(json.dumps(run_record))
+    api.resume(run.dir, steps=50, progress=False)  # the same data elsewhere: fine
+    with open(copy / "data" / "main_data.hdf5", "r+b") as fh:  # one value changed
+        fh.seek(-64, 2)
+        byte = fh.read(1)
+        fh.seek(-64, 2)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(CheckpointError, match="the data changed"):
+        api.resume(run.dir, steps=50, progress=False)
+    assert main(["resume", str(run.dir), "--steps", "50"]) == 2
+    assert "the data changed" in capsys.readouterr().err
+
+
+def test_a_dataset_without_an_env_trains_with_evaluation_off(dataset, tmp_path):
+    data = ds.load_dataset(dataset)
+    cols = dict(obs=data.obs, action=data.action, reward=data.reward,
+                terminated=data.terminated.astype(np.int8),
+                truncated=data.truncated.astype(np.int8), next_obs=data.next_obs)
+    np.savez(tmp_path / "logs.npz", **cols)
+    spaces = json.dumps({"observation": {"shape": [3]}, "action": {"low": [-2], "high": [2]}})
+    dsets.import_logs(tmp_path / "logs.npz", "plant/logs-v0", spaces=spaces)
+    run = api.train(TD3BCConfig(**SMALL, eval_every=50), steps=100, dataset="plant/logs-v0",
+                    out=tmp_path / "run", progress=False)
+    assert run.summary["eval/return_mean"] is None and run.summary["eval/episodes"] == 0
+    assert run.env_id is None
+
+
+def test_evaluation_reports_normalised_scores(dataset, tmp_path):
+    expert = api.train(BCConfig(**SMALL), steps=50, dataset=dataset, out=tmp_path / "expert",
+                       progress=False)
+    dsets.collect("pendulum/scored-v0", 2, run_dir=expert.dir, expert=expert.dir)
+    lo, hi = ds.load_dataset("pendulum/scored-v0").references["local"]
+    run = api.train(BCConfig(**SMALL, eval_every=50), steps=100, dataset="pendulum/scored-v0",
+                    out=tmp_path / "run", progress=False)
+    r = run.summary["eval/return_mean"]
+    assert run.summary["eval/normalized_score_local"] == pytest.approx(100 * (r - lo) / (hi - lo))
+    assert "eval/normalized_score_local" in (run.dir / "metrics.csv").read_text()
+    again = api.evaluate(run.dir, episodes=1)
+    assert again["eval/normalized_score_local"] == pytest.approx(
+        100 * (again["eval/return_mean"] - lo) / (hi - lo))
+
+
+def test_offline_configuration_errors(dataset, tmp_path, capsys):
+    from tandem import SACConfig
+    with pytest.raises(ConfigError, match="learns from a dataset"):
+        api.train(TD3BCConfig(**SMALL), steps=10)
+    with pytest.raises(ConfigError, match="sac learns online"):
+        api.train(SACConfig(), steps=10, dataset=dataset)
+    with pytest.raises(ConfigError, match="buffer_size, learning_starts do not apply"):
+        api.train(TD3BCConfig(buffer_size=1000, learning_starts=5), steps=10, dataset=dataset)
+    with pytest.raises(ConfigError, match="evaluates in the dataset's own env"):
+        api.train(TD3BCConfig(), "Pendulum-v1", steps=10, dataset=dataset)
+    assert main(["train", "td3bc", "--dataset", "pendulum/nothing-v0", "--steps", "10",
+                 "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "no dataset 'pendulum/nothing-v0'" in err and err.count("\n") == 1
+    assert not (tmp_path / "x").exists()
+    assert main(["train", "bc", "--dataset", dataset, "--steps", "60", "--hidden-sizes", "8",
+                 "--out", str(tmp_path / "cli")]) == 0
+    summary = json.loads((tmp_path / "cli" / "summary.json").read_text())
+    assert summary["steps"] == 60 and summary["step_unit"] == "gradient_steps"
