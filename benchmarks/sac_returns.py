@@ -170,6 +170,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(HERE / "results" / "sac_returns"))
     p.add_argument("--json", default=str(HERE / "results" / "sac_returns.json"))
     p.add_argument("--report", default=None, help="report folder (default <out>/report)")
+    p.add_argument("--rerun", action="store_true", help="also run what the JSON records")
     p.add_argument("--child", nargs=6, metavar=("LIB", "ENV", "SEED", "STEPS", "EVERY", "OUT"))
     a = p.parse_args(argv)
     if a.child:
@@ -182,6 +183,11 @@ def main(argv=None) -> int:
     load0 = os.getloadavg()
     print(f"machine: {platform.platform()}, {os.cpu_count()} cpus, load {load0[0]:.2f}",
           flush=True)
+    # runs recorded in the JSON are done, even where their folder is gone (the folders are
+    # git-ignored; a fresh checkout has the JSON only): --rerun makes them again
+    recorded = {} if a.rerun or not Path(a.json).is_file() else {
+        k: set(v.get("seeds", [])) for k, v in
+        json.loads(Path(a.json).read_text()).get("results", {}).items()}
     jobs = []
     for env_id in a.envs.split(","):
         steps, every, seeds, libs = PLAN.get(env_id, (10_000, 1_000, "0-4", "tandem,sb3"))
@@ -194,6 +200,9 @@ def main(argv=None) -> int:
                 d = out / lib / env_id / f"seed_{seed}"
                 if (d / "summary.json").is_file():
                     continue  # finished earlier: the script can be re-run to complete a set
+                if seed in recorded.get(f"{NAMES[lib]} | {env_id}", ()):
+                    print(f"{lib} {env_id} seed {seed}: recorded in {a.json}; not run again")
+                    continue
                 jobs.append((lib, env_id, seed, steps, every, d))
     # seed-major across envs: a plan stopped part-way leaves whole seeds of every env and lib
     jobs.sort(key=lambda j: j[2])
@@ -252,18 +261,22 @@ def write_results(out: Path, json_path: Path, report: str | None, load0) -> None
             table[f"{label} | {rs.env}"] = {
                 "per_seed": rs.scores.tolist(), "seeds": [s.seed for s in rs.seeds],
                 "steps": sorted({s.summary["steps"] for s in rs.seeds}),
-                "wall_s": [s.summary.get("time/wall_s") for s in rs.seeds]}
+                "wall_s": [s.summary.get("time/wall_s") for s in rs.seeds],
+                "dates": [time.strftime("%Y-%m-%d", time.gmtime(
+                    (s.dir / "summary.json").stat().st_mtime)) for s in rs.seeds]}
     previous = json.loads(json_path.read_text()) if json_path.is_file() else {}
     _keep_earlier(table, previous.get("results", {}), previous.get("date"))
-    index = write_report(dirs, report or out / "report", labels,
-                         title="tandem SAC and TD3 vs Stable-Baselines3 (and SBX), same budget "
-                         "and seeds")
-    json_path.write_text(json.dumps({
+    json_path.write_text(json.dumps({  # first: a report that fails must not cost the JSON
         "hyperparameters": HP, "plan": PLAN, "load_before": load0,
         "load_after": os.getloadavg(), "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": platform.platform(), "cpus": os.cpu_count(), "results": table,
         "superseded": previous.get("superseded", {})}, indent=1))
-    print(f"report: {index}")
+    if not dirs:  # no run folders here (a fresh checkout): the JSON only
+        return
+    index = write_report(dirs, report or out / "report", labels,
+                         title="tandem SAC and TD3 vs Stable-Baselines3 (and SBX), same budget "
+                         "and seeds")
+    print(f"report: {index}", flush=True)
 
 
 def _keep_earlier(table: dict, earlier: dict, date: str | None) -> None:
@@ -275,18 +288,21 @@ def _keep_earlier(table: dict, earlier: dict, date: str | None) -> None:
     for key, old in earlier.items():
         row = table.setdefault(key, {"per_seed": [], "seeds": [], "steps": old.get("steps", []),
                                      "wall_s": []})
-        dates = {e["seed"]: e["date"] for e in old.get("earlier", [])}
+        dates = dict(zip(old.get("seeds", []), old.get("dates", [])))  # when each was made
+        dates.update({e["seed"]: e["date"] for e in old.get("earlier", [])})
         for seed, score in zip(old.get("seeds", []), old["per_seed"]):
             if seed in row["seeds"]:
                 continue
             row["per_seed"].append(score)
             row["seeds"].append(seed)
             row["wall_s"].append(None)
+            row.setdefault("dates", []).append(dates.get(seed, old.get("date", date)))
             row.setdefault("earlier", []).append(
                 {"seed": seed, "score": score, "date": dates.get(seed, old.get("date", date))})
         order = sorted(range(len(row["seeds"])), key=row["seeds"].__getitem__)
-        for k in ("per_seed", "seeds", "wall_s"):
-            row[k] = [row[k][i] for i in order]
+        for k in ("per_seed", "seeds", "wall_s", "dates"):
+            if k in row:
+                row[k] = [row[k][i] for i in order]
 
 
 if __name__ == "__main__":

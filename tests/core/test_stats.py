@@ -59,6 +59,21 @@ def test_stratified_bootstrap_resamples_each_task_on_its_own():
         bootstrap_ci([np.ones(3), np.array([])])
 
 
+def test_a_task_with_one_score_is_held_fixed_while_the_others_are_resampled():
+    # A benchmark part-way: 10 seeds on one env, 1 on another (scipy cannot resample one
+    # score). Task B's single score 5 stays; task A's IQM moves within its own interval.
+    a = np.arange(10.0)  # IQM of 0..9: mean of 2.5..6.5 (trimming 25% each side) = 4.5
+    p, lo, hi = bootstrap_ci([a, np.array([5.0])], seed=0, n_resamples=500)
+    alone = bootstrap_ci(a, seed=0, n_resamples=500)
+    assert p == pytest.approx((4.5 + 5.0) / 2)
+    assert (lo, hi) == pytest.approx(((alone[1] + 5.0) / 2, (alone[2] + 5.0) / 2))
+    # P(X > Y) with one score on one side of a task: that task's P is resampled on the other
+    # side only; the interval stays inside [0, 1] and around the point
+    p, lo, hi = poi_ci([a, np.array([5.0])], [a - 3.0, np.array([4.0])], n_resamples=500)
+    assert lo <= p <= hi and 0.0 <= lo and hi <= 1.0
+    assert p == pytest.approx((probability_of_improvement(a, a - 3.0) + 1.0) / 2)
+
+
 def test_probability_of_improvement_by_hand():
     # x = [1, 3], y = [2, 2]: pairs (1>2)=0, (1>2)=0, (3>2)=1, (3>2)=1 -> 2/4 = 0.5
     assert probability_of_improvement([1, 3], [2, 2]) == pytest.approx(0.5)

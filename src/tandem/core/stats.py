@@ -25,8 +25,32 @@ def iqm(x, axis: int = -1) -> np.ndarray:
 def _stat_of_tasks(stat):
     """A statistic of several tasks' score arrays: the mean over tasks of ``stat`` per task."""
     def fn(*samples, axis=-1):
-        return np.mean([stat(s, axis=axis) for s in samples], axis=0)
+        return np.mean(np.broadcast_arrays(*[stat(s, axis=axis) for s in samples]), axis=0)
     return fn
+
+
+def _bootstrap(samples: list[np.ndarray], fn, confidence: float, n_resamples: int,
+               seed: int) -> tuple[float, float]:
+    """Percentile interval of ``fn(*samples)`` resampling each sample on its own. A sample of
+    one score cannot be resampled (scipy needs two): it is held fixed while the others are
+    resampled (the interval is the point when every sample has one score)."""
+    from scipy.stats import bootstrap
+
+    moving = [i for i, s in enumerate(samples) if s.size > 1]
+    point = float(fn(*samples))
+    if not moving:
+        return point, point
+
+    def of_moving(*drawn, axis=-1):
+        full = list(samples)
+        for i, d in zip(moving, drawn):
+            full[i] = d
+        return fn(*full, axis=axis)
+
+    res = bootstrap([samples[i] for i in moving], of_moving, n_resamples=n_resamples,
+                    confidence_level=confidence, method="percentile", vectorized=True,
+                    paired=False, rng=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
 def bootstrap_ci(samples: Sequence[np.ndarray] | np.ndarray, statistic=iqm,
@@ -38,20 +62,12 @@ def bootstrap_ci(samples: Sequence[np.ndarray] | np.ndarray, statistic=iqm,
     with several tasks, each task's seeds are resampled on their own (the stratification) and
     the statistic is the mean over tasks of the per-task statistic.
     """
-    from scipy.stats import bootstrap
-
     tasks = [np.asarray(s, np.float64).ravel() for s in
              (samples if isinstance(samples, (list, tuple)) else [samples])]
     if any(t.size == 0 for t in tasks):
         raise ValueError("bootstrap_ci: every task needs at least one score")
     fn = _stat_of_tasks(statistic)
-    point = float(fn(*tasks))
-    if all(t.size == 1 for t in tasks):  # nothing to resample: the interval is the point
-        return point, point, point
-    res = bootstrap(tasks, fn, n_resamples=n_resamples, confidence_level=confidence,
-                    method="percentile", vectorized=True, paired=False,
-                    rng=np.random.default_rng(seed))
-    return point, float(res.confidence_interval.low), float(res.confidence_interval.high)
+    return (float(fn(*tasks)), *_bootstrap(tasks, fn, confidence, n_resamples, seed))
 
 
 def probability_of_improvement(x, y, axis: int = -1) -> np.ndarray:
@@ -69,8 +85,6 @@ def poi_ci(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], confidence: float
     """Probability that algorithm X beats Y, averaged over tasks (``xs[k]``, ``ys[k]`` are the
     seeds' scores on task k), with a stratified-bootstrap interval: the seeds of each
     algorithm on each task are resampled independently."""
-    from scipy.stats import bootstrap
-
     xs = [np.asarray(a, np.float64).ravel() for a in xs]
     ys = [np.asarray(b, np.float64).ravel() for b in ys]
     if len(xs) != len(ys) or not xs:
@@ -78,16 +92,10 @@ def poi_ci(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], confidence: float
     k = len(xs)
 
     def fn(*samples, axis=-1):
-        return np.mean([probability_of_improvement(samples[i], samples[k + i], axis=axis)
-                        for i in range(k)], axis=0)
+        return np.mean(np.broadcast_arrays(*[probability_of_improvement(
+            samples[i], samples[k + i], axis=axis) for i in range(k)]), axis=0)
 
-    point = float(fn(*xs, *ys))
-    if all(a.size == 1 for a in xs + ys):
-        return point, point, point
-    res = bootstrap(xs + ys, fn, n_resamples=n_resamples, confidence_level=confidence,
-                    method="percentile", vectorized=True, paired=False,
-                    rng=np.random.default_rng(seed))
-    return point, float(res.confidence_interval.low), float(res.confidence_interval.high)
+    return (float(fn(*xs, *ys)), *_bootstrap(xs + ys, fn, confidence, n_resamples, seed))
 
 
 def mean_band(curves: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray,
