@@ -294,6 +294,20 @@ def _fmt(v) -> str:
     return f"{v:,.1f}" if abs(v) >= 10 else f"{v:.3g}"
 
 
+def _normalized(rs: RunSet) -> str:
+    """D4RL-normalised final scores of an offline run set, per reference (local, d4rl):
+    IQM with its bootstrap interval; "" when its runs report none."""
+    keys = sorted({k for s in rs.seeds for k in s.summary
+                   if k.startswith("eval/normalized_score_")})
+    parts = []
+    for k in keys:
+        v = np.array([s.summary[k] for s in rs.seeds if s.summary.get(k) is not None])
+        if v.size:
+            p, lo, hi = bootstrap_ci(v)
+            parts.append(f"{k.rsplit('_', 1)[-1]} {_fmt(p)} [{_fmt(lo)}, {_fmt(hi)}]")
+    return "; ".join(parts)
+
+
 def _env_stats(sets: list[RunSet]) -> dict[str, tuple]:
     return {rs.label: bootstrap_ci(rs.scores) for rs in sets if rs.scores.size}
 
@@ -346,8 +360,10 @@ def write_report(dirs: Sequence[str | Path], out: str | Path, labels: Sequence[s
              "the middle 50% of seeds; intervals are 95% percentile bootstrap intervals "
              "(scipy.stats.bootstrap), stratified by env; curve bands are 95% Student-t "
              "intervals of the mean across seeds.</p>"]
+    scored = any(_normalized(rs) for rs in sets)  # offline runs on datasets with references
     table = ["<table><tr><th>run set</th><th>algorithm</th><th>env</th><th>seeds</th>"
-             "<th>steps</th><th>mean ± sd across seeds</th><th>IQM [95% CI]</th></tr>"]
+             "<th>steps</th><th>mean ± sd across seeds</th><th>IQM [95% CI]</th>"
+             + ("<th>normalised score, IQM [95% CI]</th>" if scored else "") + "</tr>"]
     env_sections = []
     for e_i, env in enumerate(envs):
         on_env = [rs for rs in sets if rs.env == env]
@@ -363,7 +379,8 @@ def write_report(dirs: Sequence[str | Path], out: str | Path, labels: Sequence[s
                 f"<td>{_fmt(sc.mean()) if sc.size else 'n/a'} ± "
                 f"{_fmt(sc.std(ddof=1)) if sc.size > 1 else 'n/a'}</td>"
                 f"<td>{_fmt(iq[0]) + f' [{_fmt(iq[1])}, {_fmt(iq[2])}]' if iq else 'n/a'}"
-                "</td></tr>")
+                "</td>" + (f"<td>{html.escape(_normalized(rs) or 'n/a')}</td>" if scored
+                           else "") + "</tr>")
         sec = [f"<h2>{html.escape(env)}</h2>"]
         curve = f"curves_{e_i}.png"
         if plot_curves(on_env, env, img / curve):

@@ -50,6 +50,10 @@ _REGISTRY = {s.name: s for s in (
              "impala"),
     # offline: learn from a dataset (`--dataset`), steps are gradient steps
     AlgoSpec("bc", "tandem.algos.bc", "BCConfig", "make_bc", ("Box",), "offline"),
+    AlgoSpec("iql", "tandem.algos.iql", "IQLConfig", "make_iql", ("Box",), "offline"),
+    # SAC-RND is SAC's update with RND-penalised losses passed in
+    AlgoSpec("sac-rnd", "tandem.algos.sac_rnd", "SACRNDConfig", "make_sac_rnd", ("Box",),
+             "offline"),
     # TD3+BC is TD3's update with a behaviour-cloning actor loss: a TD3 configuration
     AlgoSpec("td3bc", "tandem.algos.td3", "TD3BCConfig", "make_td3", ("Box",), "offline"),
 )}

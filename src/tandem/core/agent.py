@@ -44,6 +44,9 @@ class AgentFns(NamedTuple):
     spec: EnvSpec
     traces: dict
     raw: dict  # the same functions unjitted (init, update, update_many, explore, act)
+    # offline only: (state, dataset Transition [N, ...]) -> state, for what an algorithm
+    # computes once from its dataset (SAC-RND's input moments); None for the others
+    offline_init: Callable | None = None
 
 
 def counted_jit(fn: Callable, name: str, traces: dict, **jit_kwargs: Any) -> Callable:
@@ -62,7 +65,8 @@ def mean_metrics(metrics: dict) -> dict:
 
 
 def agent(*, init: Callable, update: Callable, explore: Callable, act: Callable,
-          policy_params: Callable, nets: Any, spec: EnvSpec, scan_updates: bool) -> AgentFns:
+          policy_params: Callable, nets: Any, spec: EnvSpec, scan_updates: bool,
+          offline_init: Callable | None = None) -> AgentFns:
     """Jit and count one algorithm's pure functions. With ``scan_updates`` (off-policy),
     ``update_many`` scans ``update`` over G batches [G, B, ...] in one call."""
     traces: dict = {}
@@ -93,4 +97,5 @@ def agent(*, init: Callable, update: Callable, explore: Callable, act: Callable,
         update_and_explore=update_and_explore_j,
         explore=jitted_explore,
         act=counted_jit(act, "act", traces),
-        policy_params=policy_params, nets=nets, spec=spec, traces=traces, raw=raw)
+        policy_params=policy_params, nets=nets, spec=spec, traces=traces, raw=raw,
+        offline_init=None if offline_init is None else jax.jit(offline_init))

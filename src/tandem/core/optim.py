@@ -7,9 +7,10 @@ import jax.numpy as jnp
 import optax
 
 
-def make_optimizer(learning_rate: float, max_grad_norm: float | None = None
+def make_optimizer(learning_rate: float | optax.Schedule, max_grad_norm: float | None = None
                    ) -> optax.GradientTransformation:
-    """Adam, optionally preceded by global gradient-norm clipping."""
+    """Adam (a fixed rate or an optax schedule), optionally preceded by global gradient-norm
+    clipping."""
     adam = optax.adam(learning_rate)
     if max_grad_norm is None:
         return adam

@@ -6,10 +6,11 @@ Dict/Tuple and discrete observations. The Q ensemble is ``tandem.core.nets.QEnse
 
 - :class:`TanhGaussianActor`: SAC's squashed Gaussian with a state-dependent std;
 - :class:`DeterministicActor`: TD3/DDPG's tanh(pi(s));
+- :class:`GaussianActor`: IQL's Gaussian with a tanh mean and a state-independent std;
 - :class:`PolicyHead`: the on-policy actor (PPO, A2C, IMPALA): a Gaussian with a
   state-independent std for Box actions, Categorical for Discrete, independent Categoricals
   for MultiDiscrete; orthogonal init with a small last layer;
-- :class:`ValueCritic`: V(s) for the on-policy learners.
+- :class:`ValueCritic`: V(s) for the on-policy learners (and IQL, with PyTorch's init).
 """
 
 from __future__ import annotations
@@ -64,6 +65,27 @@ class DeterministicActor(nn.Module):
                                                self.activation)(encode(self.obs_space, obs)))
 
 
+class GaussianActor(nn.Module):
+    """obs -> Normal(tanh(mean(s)), exp(log_std)) with a state-independent log-std clipped to
+    [-5, 2]: the policy of IQL's advantage-weighted regression (Kostrikov et al., 2022, and
+    its code), whose log-density is taken at dataset actions in [-1, 1] without a squash.
+    The deterministic action is the mean."""
+
+    hidden_sizes: tuple[int, ...]
+    action_dim: int
+    activation: str = "relu"
+    network: str = "mlp"
+    obs_space: Space | None = None
+
+    @nn.compact
+    def __call__(self, obs) -> Normal:
+        mean = jnp.tanh(NETWORKS[self.network](self.hidden_sizes, self.action_dim,
+                                               self.activation)(encode(self.obs_space, obs)))
+        log_std = jnp.clip(self.param("log_std", nn.initializers.zeros, (self.action_dim,)),
+                           -5.0, 2.0)
+        return Normal(mean, jnp.broadcast_to(jnp.exp(log_std), mean.shape))
+
+
 class PolicyHead(nn.Module):
     """obs -> action distribution of the on-policy learners: diagonal Gaussian with a
     state-independent log std (Box), Categorical (Discrete) or independent Categoricals
@@ -91,13 +113,14 @@ class PolicyHead(nn.Module):
 
 
 class ValueCritic(nn.Module):
-    """obs -> V(s) [...]."""
+    """obs -> V(s) [...]; orthogonal init (on-policy) or PyTorch's (``orthogonal=False``)."""
 
     hidden_sizes: tuple[int, ...]
     activation: str = "tanh"
     obs_space: Space | None = None
+    orthogonal: bool = True
 
     @nn.compact
     def __call__(self, obs) -> jax.Array:
         return MLP(self.hidden_sizes, 1, self.activation, out_scale=1.0,
-                   orthogonal=True)(encode(self.obs_space, obs))[..., 0]
+                   orthogonal=self.orthogonal)(encode(self.obs_space, obs))[..., 0]

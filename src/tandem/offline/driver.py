@@ -137,6 +137,8 @@ class OfflineDriver:
 
     def start(self) -> None:
         self.state_ = self.fns.init(self._init_key)
+        if self.fns.offline_init is not None:  # constants the algorithm takes from its data
+            self.state_ = self.fns.offline_init(self.state_, self.data)
 
     def restore(self, meta: dict, arrays: dict, source: str) -> None:
         try:
