@@ -17,6 +17,7 @@ from tandem import api  # noqa: E402
 from tandem import datasets as dsets  # noqa: E402
 from tandem.algos import get_algo  # noqa: E402
 from tandem.algos.bc import BCConfig  # noqa: E402
+from tandem.algos.cfpi import CFPIConfig, gaussian_step  # noqa: E402
 from tandem.algos.iql import IQLConfig, expectile_loss  # noqa: E402
 from tandem.algos.sac_rnd import SACRNDConfig  # noqa: E402
 from tandem.algos.td3 import TD3BCConfig, make_td3, td3bc_actor_loss  # noqa: E402
@@ -59,7 +60,8 @@ def _state_arrays(run_dir):
     TD3BCConfig(**SMALL), BCConfig(**SMALL), IQLConfig(**SMALL),
     # RND pretraining ends at step 150: the resumed half crosses into SAC's phase
     SACRNDConfig(**SMALL, rnd_hidden=16, rnd_embedding=8, rnd_pretrain_steps=150),
-], ids=["td3bc", "bc", "iql", "sac-rnd"])
+    CFPIConfig(**SMALL, n_components=3),
+], ids=["td3bc", "bc", "iql", "sac-rnd", "cfpi"])
 def test_offline_training_resumes_exactly_and_compiles_once(cfg, dataset, tmp_path):
     whole = api.train(cfg, steps=300, dataset=dataset, out=tmp_path / "whole", progress=False)
     assert whole.summary["step_unit"] == "gradient_steps" and whole.summary["steps"] == 300
@@ -75,13 +77,13 @@ def test_offline_training_resumes_exactly_and_compiles_once(cfg, dataset, tmp_pa
     # the loaded policy is the trained one, dataset normalisation included
     obs = np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32)
     np.testing.assert_allclose(api.load(whole.dir).act(obs), whole.policy.act(obs), atol=1e-6)
-    # TD3+BC and BC normalise states by the dataset's statistics, IQL scales rewards, SAC-RND
-    # normalises its RND's inputs only
+    # TD3+BC, BC and CFPI normalise states by the dataset's statistics, IQL and CFPI scale
+    # rewards, SAC-RND normalises its RND's inputs only
     assert (whole.policy.obs_stats is None) == (cfg.algo in ("iql", "sac-rnd"))
     record = json.loads((whole.dir / "config.json").read_text())["preprocessing"]
     returns = ds.load_dataset(dataset).episode_returns
     assert record["reward_scale"] == (pytest.approx(1000 / (returns.max() - returns.min()))
-                                      if cfg.algo == "iql" else 1.0)
+                                      if cfg.algo in ("iql", "cfpi") else 1.0)
     rows = (whole.dir / "metrics.csv").read_text()
     assert ("train/bc_loss" if cfg.algo == "bc" else "train/critic_loss") in rows
 
@@ -119,6 +121,21 @@ def test_iql_expectile_loss_on_worked_numbers():
     for tau, want in ((0.7, 0.7), (0.5, 0.5), (0.9, 0.9)):
         loss = [float(expectile_loss(np.array([0.0, 1.0]) - v, tau).sum()) for v in vs]
         assert vs[int(np.argmin(loss))] == pytest.approx(want, abs=1e-3)
+
+
+def test_cfpi_closed_form_is_the_argmax_of_its_taylor_objective():
+    # max g^T (a - mu) over the ellipse (a - mu)^T diag(var)^-1 (a - mu) <= 2 delta: the
+    # maximum of a linear function lies on the boundary; search it on a fine polar grid
+    mu, var, g, delta = np.array([0.1, -0.2]), np.array([0.04, 0.25]), np.array([1.5, -0.7]), 0.8
+    got = np.asarray(gaussian_step(mu, var, g, np.float32(delta)))
+    theta = np.linspace(0, 2 * np.pi, 200_001)
+    ring = mu + np.sqrt(2 * delta) * np.sqrt(var) * np.stack([np.cos(theta), np.sin(theta)], 1)
+    best = ring[np.argmax(ring @ g)]
+    np.testing.assert_allclose(got, best, atol=1e-4)
+    assert (got - mu) @ ((got - mu) / var) == pytest.approx(2 * delta, rel=1e-5)  # on the edge
+    # a larger trust region moves further along the same direction
+    far = np.asarray(gaussian_step(mu, var, g, np.float32(2 * delta)))
+    np.testing.assert_allclose(far - mu, np.sqrt(2) * (got - mu), rtol=1e-5)
 
 
 def test_resume_on_changed_data_is_refused(dataset, tmp_path, capsys):
@@ -201,7 +218,7 @@ def test_offline_algorithms_beat_bc_on_pendulum_medium_replay(tmp_path, monkeypa
     learned in 5,000 steps (its first episodes random, its last near -200). Cloning that mix
     stays near the random policy; an offline RL method should pick out the good actions.
     Measured (docs/offline.md), normalised on seeds 0 / 1: BC 6 / 9, TD3+BC 19 / 18, IQL
-    97 / 98 at 5,000 gradient steps, SAC-RND 99.5 / 98.5 at 4,000."""
+    97 / 98 at 5,000 gradient steps, SAC-RND 99.5 / 98.5 at 4,000, CFPI 91 / 94 at 3,000."""
     from tandem import SACConfig
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
     online = api.train(SACConfig(checkpoint_every=0), "Pendulum-v1", steps=5000,
@@ -212,16 +229,17 @@ def test_offline_algorithms_beat_bc_on_pendulum_medium_replay(tmp_path, monkeypa
     # per step on a CPU); 1,000 RND steps, then 3,000 SAC steps
     rnd = SACRNDConfig(batch_size=256, hidden_sizes=(256, 256))
     for cfg, steps in ((BCConfig(), 5000), (TD3BCConfig(), 5000), (IQLConfig(), 5000),
-                       (rnd, 4000)):
+                       (rnd, 4000), (CFPIConfig(), 3000)):
         for seed in (0, 1):
             run = api.train(cfg.replace(eval_every=0, checkpoint_every=0), steps=steps,
                             seed=seed, dataset="pendulum/medium-replay-v0",
                             out=tmp_path / f"{cfg.algo}{seed}", progress=False)
             scores.setdefault(cfg.algo, []).append(run.summary["eval/normalized_score_local"])
-    for algo in ("td3bc", "iql", "sac-rnd"):  # seed by seed, and clearly on average
+    for algo in ("td3bc", "iql", "sac-rnd", "cfpi"):  # seed by seed, and clearly on average
         assert all(s > b for s, b in zip(scores[algo], scores["bc"])), scores
         assert np.mean(scores[algo]) > np.mean(scores["bc"]) + 5, scores
     assert min(scores["iql"]) >= 70 and min(scores["sac-rnd"]) >= 70, scores
+    assert min(scores["cfpi"]) >= 70, scores
 
 
 def test_sac_rnd_penalty_is_small_on_fitted_data_and_grows_off_it():

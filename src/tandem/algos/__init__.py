@@ -51,6 +51,7 @@ _REGISTRY = {s.name: s for s in (
     # offline: learn from a dataset (`--dataset`), steps are gradient steps
     AlgoSpec("bc", "tandem.algos.bc", "BCConfig", "make_bc", ("Box",), "offline"),
     AlgoSpec("iql", "tandem.algos.iql", "IQLConfig", "make_iql", ("Box",), "offline"),
+    AlgoSpec("cfpi", "tandem.algos.cfpi", "CFPIConfig", "make_cfpi", ("Box",), "offline"),
     # SAC-RND is SAC's update with RND-penalised losses passed in
     AlgoSpec("sac-rnd", "tandem.algos.sac_rnd", "SACRNDConfig", "make_sac_rnd", ("Box",),
              "offline"),

@@ -26,9 +26,13 @@ from tandem.core.nets import QEnsemble
 from tandem.core.normalize import normalize_obs
 from tandem.core.optim import make_optimizer, polyak
 from tandem.core.policies import GaussianActor, ValueCritic
-from tandem.core.returns import td_target
 from tandem.core.spaces import EnvSpec, zeros
 from tandem.core.types import ObsStats, Transition
+from tandem.core.value_learning import bootstrap_q_loss as critic_loss
+from tandem.core.value_learning import expectile_loss, expectile_value_loss as value_loss
+
+__all__ = ["IQLConfig", "make_iql", "expectile_loss", "value_loss", "actor_loss",
+           "critic_loss", "update"]  # V's and Q's losses live in core (CFPI uses them too)
 
 
 # ============================================================================ config
@@ -106,21 +110,6 @@ def init_state(nets: Nets, spec: EnvSpec, key: jax.Array) -> IQLState:
 
 
 # ============================================================================ losses
-def expectile_loss(diff: jax.Array, expectile: float) -> jax.Array:
-    """Asymmetric squared loss |tau - 1(diff < 0)| diff^2 (eq. 5), diff = Q - V: with tau
-    > 0.5, V below Q is punished more, so V tends to an upper expectile of Q."""
-    weight = jnp.where(diff > 0, expectile, 1.0 - expectile)
-    return weight * diff**2
-
-
-def value_loss(value_params, target_critic_params, batch: Transition, nets: Nets,
-               cfg: IQLConfig) -> tuple[jax.Array, dict]:
-    q = nets.critic.apply(target_critic_params, batch.obs, batch.action).min(axis=0)  # [B]
-    v = nets.value.apply(value_params, batch.obs)  # [B]
-    loss = expectile_loss(jax.lax.stop_gradient(q) - v, cfg.expectile).mean()
-    return loss, {"train/value_loss": loss, "train/v_mean": v.mean()}
-
-
 def actor_loss(actor_params, target_critic_params, value_params, batch: Transition,
                nets: Nets, cfg: IQLConfig) -> tuple[jax.Array, dict]:
     """-mean min(exp(beta (Q(s, a) - V(s))), max_weight) log pi(a|s) over dataset (s, a)."""
@@ -130,16 +119,6 @@ def actor_loss(actor_params, target_critic_params, value_params, batch: Transiti
     logp = nets.actor.apply(actor_params, batch.obs).log_prob(batch.action)  # [B]
     loss = -(weights * logp).mean()
     return loss, {"train/actor_loss": loss, "train/adv_weight_mean": weights.mean()}
-
-
-def critic_loss(critic_params, value_params, batch: Transition, nets: Nets,
-                cfg: IQLConfig) -> tuple[jax.Array, dict]:
-    """Every Q to r + gamma (1 - terminated) V(s') (eq. 6), summed over the ensemble."""
-    target = td_target(batch.reward, batch.terminated,
-                       nets.value.apply(value_params, batch.next_obs), cfg.gamma)
-    q = nets.critic.apply(critic_params, batch.obs, batch.action)  # [n, B]
-    loss = jnp.sum(jnp.mean((q - jax.lax.stop_gradient(target)) ** 2, axis=1))
-    return loss, {"train/critic_loss": loss, "train/q_mean": q.mean()}
 
 
 # ============================================================================ update
