@@ -56,11 +56,15 @@ def _state_arrays(run_dir):
     return {k: v for k, v in arrays.items() if k.startswith("state/")}
 
 
+# BC's case runs in the default suite; the four heavier ones (6-11 s each) with the slow tests
+# in step 2 of scripts/test.sh, which keeps the default suite near its 10-minute budget
 @pytest.mark.parametrize("cfg", [
-    TD3BCConfig(**SMALL), BCConfig(**SMALL), IQLConfig(**SMALL),
+    pytest.param(TD3BCConfig(**SMALL), marks=pytest.mark.slow), BCConfig(**SMALL),
+    pytest.param(IQLConfig(**SMALL), marks=pytest.mark.slow),
     # RND pretraining ends at step 150: the resumed half crosses into SAC's phase
-    SACRNDConfig(**SMALL, rnd_hidden=16, rnd_embedding=8, rnd_pretrain_steps=150),
-    CFPIConfig(**SMALL, n_components=3),
+    pytest.param(SACRNDConfig(**SMALL, rnd_hidden=16, rnd_embedding=8, rnd_pretrain_steps=150),
+                 marks=pytest.mark.slow),
+    pytest.param(CFPIConfig(**SMALL, n_components=3), marks=pytest.mark.slow),
 ], ids=["td3bc", "bc", "iql", "sac-rnd", "cfpi"])
 def test_offline_training_resumes_exactly_and_compiles_once(cfg, dataset, tmp_path):
     whole = api.train(cfg, steps=300, dataset=dataset, out=tmp_path / "whole", progress=False)
@@ -242,6 +246,7 @@ def test_offline_algorithms_beat_bc_on_pendulum_medium_replay(tmp_path, monkeypa
     assert min(scores["cfpi"]) >= 70, scores
 
 
+@pytest.mark.slow  # 8 s: 1,000 RND steps at the paper's sizes
 def test_sac_rnd_penalty_is_small_on_fitted_data_and_grows_off_it():
     """The FiLM/bilinear RND, fitted to (s, a) pairs where each state has one action,
     gives a bonus near its floor there and a larger one the further the action moves off."""
