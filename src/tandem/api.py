@@ -353,24 +353,18 @@ def resume(run_dir: str | Path, steps: int | None = None, progress: bool | None 
     cfg = _config_from(run)
     if steps is not None:
         rf.check_int("steps", steps, 1)
-    if run["driver"] == "compiled":
-        driver = _compiled_driver(run, cfg, run_dir)
+    compiled = run["driver"] == "compiled"
+    if compiled or (run["driver"] == "offline" and
+                    any((run_dir / "checkpoints").glob("step_*"))):
+        driver = (_compiled_driver if compiled else _offline_driver)(run, cfg, run_dir)
         ckpt = latest_checkpoint(run_dir)
         meta, arrays = load_checkpoint(ckpt, expect_algo=run["algo"])
         driver.restore(meta, arrays, str(ckpt))
         start = driver.step
         until = rf.resume_target(run_dir, run, start, steps)
         log.info("resuming %s from %s (step %d) to step %d", run["algo"], ckpt, start, until)
-        return _compiled(run_dir, run, driver, cfg, until, progress, on_eval, start, meta)
-    if run["driver"] == "offline" and any((run_dir / "checkpoints").glob("step_*")):
-        driver = _offline_driver(run, cfg, run_dir)
-        ckpt = latest_checkpoint(run_dir)
-        meta, arrays = load_checkpoint(ckpt, expect_algo=run["algo"])
-        driver.restore(meta, arrays, str(ckpt))
-        start = driver.step
-        until = rf.resume_target(run_dir, run, start, steps)
-        log.info("resuming %s from %s (step %d) to step %d", run["algo"], ckpt, start, until)
-        return _single(run_dir, run, driver, cfg, until, progress, on_eval, start, meta)
+        return (_compiled if compiled else _single)(run_dir, run, driver, cfg, until,
+                                                    progress, on_eval, start, meta)
     if not any((run_dir / "checkpoints").glob("step_*")):
         # stopped (crashed, killed) before its first checkpoint: nothing to continue from,
         # so the run starts again from step 0 with its saved config, seed and total

@@ -34,7 +34,7 @@ from tandem.config import Config, choice, param
 from tandem.core.agent import AgentFns, agent
 from tandem.core.nets import NETWORKS, QEnsemble, encode
 from tandem.core.normalize import normalize_obs
-from tandem.core.optim import make_optimizer, polyak
+from tandem.core.optim import gradient_step, make_optimizer, polyak
 from tandem.core.policies import ValueCritic
 from tandem.core.spaces import EnvSpec, Space, zeros
 from tandem.core.types import ObsStats, Transition
@@ -165,23 +165,17 @@ def bc_loss(behaviour_params, batch: Transition, nets: Nets) -> tuple[jax.Array,
 
 
 # ============================================================================ update
-def _step(params, opt_state, opt, loss_fn, *args):
-    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, *args)
-    updates, opt_state = opt.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, metrics
-
-
 def update(state: CFPIState, batch: Transition, obs_stats: ObsStats | None, *, cfg: CFPIConfig,
            nets: Nets) -> tuple[CFPIState, dict]:
     """One step of each: behaviour cloning, V (expectile), Q (to r + gamma V(s')), target Q
     (the value learning IQL uses, ``tandem.core.value_learning``, with CFPI's expectile)."""
     batch = batch._replace(obs=normalize_obs(batch.obs, obs_stats),
                            next_obs=normalize_obs(batch.next_obs, obs_stats))
-    b, b_opt, b_m = _step(state.behaviour_params, state.bc_opt_state, nets.bc_opt, bc_loss,
+    b, b_opt, b_m = gradient_step(state.behaviour_params, state.bc_opt_state, nets.bc_opt, bc_loss,
                           batch, nets)
-    v, v_opt, v_m = _step(state.value_params, state.value_opt_state, nets.value_opt,
+    v, v_opt, v_m = gradient_step(state.value_params, state.value_opt_state, nets.value_opt,
                           expectile_value_loss, state.target_critic_params, batch, nets, cfg)
-    c, c_opt, c_m = _step(state.critic_params, state.critic_opt_state, nets.critic_opt,
+    c, c_opt, c_m = gradient_step(state.critic_params, state.critic_opt_state, nets.critic_opt,
                           bootstrap_q_loss, v, batch, nets, cfg)
     new = CFPIState(b, c, polyak(state.target_critic_params, c, cfg.tau), v, b_opt, c_opt,
                     v_opt, state.updates + 1)

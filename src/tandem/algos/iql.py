@@ -24,7 +24,7 @@ from tandem.config import Config, choice, log_uniform, param
 from tandem.core.agent import AgentFns, agent
 from tandem.core.nets import QEnsemble
 from tandem.core.normalize import normalize_obs
-from tandem.core.optim import make_optimizer, polyak
+from tandem.core.optim import gradient_step, make_optimizer, polyak
 from tandem.core.policies import GaussianActor, ValueCritic
 from tandem.core.spaces import EnvSpec, zeros
 from tandem.core.types import ObsStats, Transition
@@ -122,24 +122,18 @@ def actor_loss(actor_params, target_critic_params, value_params, batch: Transiti
 
 
 # ============================================================================ update
-def _step(params, opt_state, opt, loss_fn, *args):
-    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, *args)
-    updates, opt_state = opt.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, metrics
-
-
 def update(state: IQLState, batch: Transition, obs_stats: ObsStats | None, *, cfg: IQLConfig,
            nets: Nets) -> tuple[IQLState, dict]:
     """V, then the policy (with the new V), then Q (bootstrapping on the new V), then the
     target Q."""
     batch = batch._replace(obs=normalize_obs(batch.obs, obs_stats),
                            next_obs=normalize_obs(batch.next_obs, obs_stats))
-    value, value_opt, v_m = _step(state.value_params, state.value_opt_state, nets.value_opt,
+    value, value_opt, v_m = gradient_step(state.value_params, state.value_opt_state, nets.value_opt,
                                   value_loss, state.target_critic_params, batch, nets, cfg)
-    actor, actor_opt, a_m = _step(state.actor_params, state.actor_opt_state, nets.actor_opt,
+    actor, actor_opt, a_m = gradient_step(state.actor_params, state.actor_opt_state, nets.actor_opt,
                                   actor_loss, state.target_critic_params, value, batch, nets,
                                   cfg)
-    critic, critic_opt, c_m = _step(state.critic_params, state.critic_opt_state,
+    critic, critic_opt, c_m = gradient_step(state.critic_params, state.critic_opt_state,
                                     nets.critic_opt, critic_loss, value, batch, nets, cfg)
     target = polyak(state.target_critic_params, critic, cfg.tau)
     new = IQLState(actor, critic, target, value, actor_opt, critic_opt, value_opt,

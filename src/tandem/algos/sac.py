@@ -249,16 +249,21 @@ def make_sac(cfg: SACConfig, spec: EnvSpec) -> AgentFns:
     return _make_sac(cfg.compile_key(), spec)
 
 
-@functools.lru_cache(maxsize=32)
-def _make_sac(cfg: SACConfig, spec: EnvSpec) -> AgentFns:
-    action_dim = spec.action.dim
-    nets = Nets(TanhGaussianActor(cfg.hidden_sizes, action_dim, cfg.activation, cfg.network,
-                                  spec.obs, cfg.squash_correction),
+def make_nets(cfg: SACConfig, spec: EnvSpec) -> Nets:
+    """SAC's actor, critics and optimisers for ``cfg`` (SAC-RND builds on them too)."""
+    return Nets(TanhGaussianActor(cfg.hidden_sizes, spec.action.dim, cfg.activation,
+                                  cfg.network, spec.obs, cfg.squash_correction),
                 QEnsemble(cfg.hidden_sizes, cfg.n_critics, cfg.activation, cfg.network,
                           cfg.critic_dropout, cfg.critic_layer_norm, spec.obs),
                 make_optimizer(cfg.actor_lr, cfg.max_grad_norm),
                 make_optimizer(cfg.critic_lr, cfg.max_grad_norm),
                 optax.adam(cfg.alpha_lr))
+
+
+@functools.lru_cache(maxsize=32)
+def _make_sac(cfg: SACConfig, spec: EnvSpec) -> AgentFns:
+    action_dim = spec.action.dim
+    nets = make_nets(cfg, spec)
     target_entropy = (-float(action_dim) if cfg.target_entropy is None
                       else float(cfg.target_entropy))
     return agent(init=functools.partial(init_state, cfg, nets, spec),

@@ -31,9 +31,7 @@ import optax
 from tandem.algos import sac
 from tandem.config import choice, log_uniform, param
 from tandem.core.agent import AgentFns, agent
-from tandem.core.nets import QEnsemble, fan_in_uniform
-from tandem.core.optim import make_optimizer
-from tandem.core.policies import TanhGaussianActor
+from tandem.core.nets import fan_in_uniform
 from tandem.core.returns import td_target
 from tandem.core.spaces import EnvSpec, zeros
 from tandem.core.types import ObsStats, Transition
@@ -276,13 +274,7 @@ def _make_sac_rnd(cfg: SACRNDConfig, spec: EnvSpec) -> AgentFns:
     if spec.obs.kind != "box" or len(spec.obs.shape) != 1:
         raise ConfigError("SAC-RND's RND takes flat (Box) state vectors")
     a_dim = spec.action.dim
-    sac_nets = sac.Nets(TanhGaussianActor(cfg.hidden_sizes, a_dim, cfg.activation, cfg.network,
-                                          spec.obs, cfg.squash_correction),
-                        QEnsemble(cfg.hidden_sizes, cfg.n_critics, cfg.activation, cfg.network,
-                                  cfg.critic_dropout, cfg.critic_layer_norm, spec.obs),
-                        make_optimizer(cfg.actor_lr, cfg.max_grad_norm),
-                        make_optimizer(cfg.critic_lr, cfg.max_grad_norm),
-                        optax.adam(cfg.alpha_lr))
+    sac_nets = sac.make_nets(cfg, spec)
     film = cfg.rnd_conditioning == "film"
     nets = Nets(sac_nets,
                 RNDNet("bilinear" if film else "concat", cfg.rnd_hidden, cfg.rnd_embedding),

@@ -44,3 +44,11 @@ def with_learning_rate(opt_state, learning_rate):
 def polyak(target, online, tau: float):
     """target <- (1 - tau) * target + tau * online, leaf by leaf."""
     return jax.tree_util.tree_map(lambda t, o: (1.0 - tau) * t + tau * o, target, online)
+
+
+def gradient_step(params, opt_state, opt: optax.GradientTransformation, loss_fn, *args):
+    """One optimiser step on ``loss_fn(params, *args) -> (loss, metrics)``: the new params,
+    the new optimiser state and the loss's metrics."""
+    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, *args)
+    updates, opt_state = opt.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, metrics
