@@ -18,6 +18,7 @@ from tandem import datasets as dsets  # noqa: E402
 from tandem.algos import get_algo  # noqa: E402
 from tandem.algos.bc import BCConfig  # noqa: E402
 from tandem.algos.cfpi import CFPIConfig, gaussian_step  # noqa: E402
+from tandem.algos.csve import CSVEConfig  # noqa: E402
 from tandem.algos.iql import IQLConfig, expectile_loss  # noqa: E402
 from tandem.algos.sac_rnd import SACRNDConfig  # noqa: E402
 from tandem.algos.td3 import TD3BCConfig, make_td3, td3bc_actor_loss  # noqa: E402
@@ -65,7 +66,10 @@ def _state_arrays(run_dir):
     pytest.param(SACRNDConfig(**SMALL, rnd_hidden=16, rnd_embedding=8, rnd_pretrain_steps=150),
                  marks=pytest.mark.slow),
     pytest.param(CFPIConfig(**SMALL, n_components=3), marks=pytest.mark.slow),
-], ids=["td3bc", "bc", "iql", "sac-rnd", "cfpi"])
+    # the dynamics ensemble is fitted for 150 steps: the resumed half starts in that stage
+    pytest.param(CSVEConfig(**SMALL, model_hidden=(16, 16), n_models=3, model_steps=150),
+                 marks=pytest.mark.slow),
+], ids=["td3bc", "bc", "iql", "sac-rnd", "cfpi", "csve"])
 def test_offline_training_resumes_exactly_and_compiles_once(cfg, dataset, tmp_path):
     whole = api.train(cfg, steps=300, dataset=dataset, out=tmp_path / "whole", progress=False)
     assert whole.summary["step_unit"] == "gradient_steps" and whole.summary["steps"] == 300
@@ -81,8 +85,8 @@ def test_offline_training_resumes_exactly_and_compiles_once(cfg, dataset, tmp_pa
     # the loaded policy is the trained one, dataset normalisation included
     obs = np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32)
     np.testing.assert_allclose(api.load(whole.dir).act(obs), whole.policy.act(obs), atol=1e-6)
-    # TD3+BC, BC and CFPI normalise states by the dataset's statistics, IQL and CFPI scale
-    # rewards, SAC-RND normalises its RND's inputs only
+    # TD3+BC, BC, CFPI and CSVE normalise states by the dataset's statistics, IQL and CFPI
+    # scale rewards, SAC-RND normalises its RND's inputs only
     assert (whole.policy.obs_stats is None) == (cfg.algo in ("iql", "sac-rnd"))
     record = json.loads((whole.dir / "config.json").read_text())["preprocessing"]
     returns = ds.load_dataset(dataset).episode_returns
@@ -267,3 +271,36 @@ def test_sac_rnd_penalty_is_small_on_fitted_data_and_grows_off_it():
              for d in (0.0, 0.25, 0.5, 1.0)]
     assert bonus == sorted(bonus), bonus          # grows with the distance from the data
     assert bonus[-1] > 2.5 * bonus[0], bonus      # several times the on-data floor (3.5x)
+
+
+def test_dynamics_ensemble_learns_a_linear_system_and_knows_where_it_has_not_seen_data():
+    """CSVE's model: fitted on s' = s + 0.1 a, r = -s_0^2 for states in [-1, 1], its mean
+    prediction is close there, and its members disagree more far outside that range."""
+    import optax
+    from tandem.core import dynamics
+    rng = np.random.default_rng(0)
+    s = rng.uniform(-1, 1, (4096, 2)).astype(np.float32)
+    a = rng.uniform(-1, 1, (4096, 1)).astype(np.float32)
+    nxt, r = s + 0.1 * a, -s[:, 0] ** 2
+    model = dynamics.DynamicsEnsemble((32, 32), 3, n=4)
+    stats = dynamics.model_stats(s, a, nxt, r)
+    params = model.init(jax.random.PRNGKey(0), np.zeros((1, 3), np.float32))
+    opt = optax.adam(3e-3)
+    opt_state = opt.init(params)
+
+    from tandem.core.optim import gradient_step
+    step = jax.jit(lambda p, o, *b: gradient_step(p, o, opt, dynamics.model_loss, model, stats,
+                                                  *b))
+    for _ in range(1500):
+        idx = rng.integers(0, 4096, 256)
+        params, opt_state, _ = step(params, opt_state, s[idx], a[idx], nxt[idx], r[idx])
+    pred_s, pred_r = dynamics.predict(params, model, stats, s[:512], a[:512],
+                                      jax.random.PRNGKey(1), sample=False)
+    assert float(np.abs(pred_s - nxt[:512]).mean()) < 0.02
+    assert float(np.abs(pred_r - r[:512]).mean()) < 0.05
+
+    def spread(states):  # disagreement of the members' means
+        x = (np.concatenate([states, a[:512]], 1) - stats.in_mean) / stats.in_std
+        mean, _ = model.apply(params, x)
+        return float(mean.std(axis=0).mean())
+    assert spread(s[:512] * 4.0) > 3 * spread(s[:512])

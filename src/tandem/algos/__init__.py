@@ -52,6 +52,8 @@ _REGISTRY = {s.name: s for s in (
     AlgoSpec("bc", "tandem.algos.bc", "BCConfig", "make_bc", ("Box",), "offline"),
     AlgoSpec("iql", "tandem.algos.iql", "IQLConfig", "make_iql", ("Box",), "offline"),
     AlgoSpec("cfpi", "tandem.algos.cfpi", "CFPIConfig", "make_cfpi", ("Box",), "offline"),
+    # CSVE fits a dynamics ensemble first (part of --steps), then a conservative V on it
+    AlgoSpec("csve", "tandem.algos.csve", "CSVEConfig", "make_csve", ("Box",), "offline"),
     # SAC-RND is SAC's update with RND-penalised losses passed in
     AlgoSpec("sac-rnd", "tandem.algos.sac_rnd", "SACRNDConfig", "make_sac_rnd", ("Box",),
              "offline"),
