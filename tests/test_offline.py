@@ -226,28 +226,43 @@ def test_offline_algorithms_beat_bc_on_pendulum_medium_replay(tmp_path, monkeypa
     learned in 5,000 steps (its first episodes random, its last near -200). Cloning that mix
     stays near the random policy; an offline RL method should pick out the good actions.
     Measured (docs/offline.md), normalised on seeds 0 / 1: BC 6 / 9, TD3+BC 19 / 18, IQL
-    97 / 98 at 5,000 gradient steps, SAC-RND 99.5 / 98.5 at 4,000, CFPI 91 / 94 at 3,000."""
+    97 / 98 at 5,000 gradient steps, SAC-RND 99.5 / 98.5 at 4,000, CFPI 91 / 94 at 3,000,
+    CSVE 97.7 / 97.7 at 7,000 (1,000 of them fitting its model, of 2 x 200 layers).
+
+    Then offline to online: SAC starts from the SAC-RND policy (--init) with its dataset half
+    of every batch; its first evaluation, 500 env steps in, has not collapsed: it is no more
+    than 10% below the offline policy's return on the same evaluation episodes."""
     from tandem import SACConfig
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
     online = api.train(SACConfig(checkpoint_every=0), "Pendulum-v1", steps=5000,
                        out=tmp_path / "sac", progress=False)
     dsets.from_run(online.dir, "pendulum/medium-replay-v0", expert=online.dir)
     scores: dict[str, list[float]] = {}
+    runs = {}
     # SAC-RND with 2 x 256 networks and batch 256 instead of its 3 x 256 and 1024 (4x cheaper
-    # per step on a CPU); 1,000 RND steps, then 3,000 SAC steps
+    # per step on a CPU); 1,000 RND steps, then 3,000 SAC steps. CSVE's dynamics members with
+    # 2 hidden layers of 200 instead of 4 (Pendulum's dynamics are simple)
     rnd = SACRNDConfig(batch_size=256, hidden_sizes=(256, 256))
+    csve = CSVEConfig(model_steps=1000, model_hidden=(200, 200))
     for cfg, steps in ((BCConfig(), 5000), (TD3BCConfig(), 5000), (IQLConfig(), 5000),
-                       (rnd, 4000), (CFPIConfig(), 3000)):
+                       (rnd, 4000), (CFPIConfig(), 3000), (csve, 7000)):
         for seed in (0, 1):
             run = api.train(cfg.replace(eval_every=0, checkpoint_every=0), steps=steps,
                             seed=seed, dataset="pendulum/medium-replay-v0",
                             out=tmp_path / f"{cfg.algo}{seed}", progress=False)
             scores.setdefault(cfg.algo, []).append(run.summary["eval/normalized_score_local"])
-    for algo in ("td3bc", "iql", "sac-rnd", "cfpi"):  # seed by seed, and clearly on average
+            runs[cfg.algo, seed] = run
+    for algo in ("td3bc", "iql", "sac-rnd", "cfpi", "csve"):  # seed by seed, clearly on average
         assert all(s > b for s, b in zip(scores[algo], scores["bc"])), scores
         assert np.mean(scores[algo]) > np.mean(scores["bc"]) + 5, scores
     assert min(scores["iql"]) >= 70 and min(scores["sac-rnd"]) >= 70, scores
-    assert min(scores["cfpi"]) >= 70, scores
+    assert min(scores["cfpi"]) >= 70 and min(scores["csve"]) >= 70, scores
+
+    offline = runs["sac-rnd", 0]
+    warm = api.train(SACConfig(eval_every=500, checkpoint_every=0), steps=500, seed=0,
+                     init=offline.dir, out=tmp_path / "online", progress=False)
+    before, after = offline.summary["eval/return_mean"], warm.summary["eval/return_mean"]
+    assert after >= before - 0.1 * abs(before), (before, after)
 
 
 @pytest.mark.slow  # 8 s: 1,000 RND steps at the paper's sizes
@@ -304,3 +319,43 @@ def test_dynamics_ensemble_learns_a_linear_system_and_knows_where_it_has_not_see
         mean, _ = model.apply(params, x)
         return float(mean.std(axis=0).mean())
     assert spread(s[:512] * 4.0) > 3 * spread(s[:512])
+
+
+@pytest.mark.slow  # 25-35 s: five short SAC runs, each compiled
+def test_sac_starts_online_from_an_offline_run(dataset, tmp_path, capsys):
+    """--init: SAC starts from SAC-RND's weights (its networks taken from the source run), its
+    dataset half of every batch; a resumed run reloads the dataset and matches an
+    uninterrupted one; what cannot start what is refused in one line."""
+    from tandem import PPOConfig, SACConfig
+    src = api.train(SACRNDConfig(**SMALL, rnd_hidden=16, rnd_embedding=8, rnd_pretrain_steps=50),
+                    steps=100, dataset=dataset, out=tmp_path / "rnd", progress=False)
+    # before learning starts the online policy is the offline one
+    still = api.train(SACConfig(eval_episodes=1, learning_starts=50), steps=5, init=src.dir,
+                      out=tmp_path / "still", progress=False)
+    obs = np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32)
+    np.testing.assert_allclose(api.load(still.dir).act(obs), src.policy.act(obs), atol=1e-6)
+    record = json.loads((still.dir / "config.json").read_text())
+    assert record["env"] == "Pendulum-v1" and record["init"]["algo"] == "sac-rnd"
+    assert record["init"]["dataset"]["checksum"] == ds.load_dataset(dataset).checksum
+    assert record["config"]["hidden_sizes"] == [16, 16] and record["config"]["critic_layer_norm"]
+    # exact resume of a warm-started run (learning_starts 0: batches mix dataset and new data)
+    cfg = SACConfig(batch_size=32, eval_episodes=1, checkpoint_every=100)
+    whole = api.train(cfg, steps=150, init=src.dir, out=tmp_path / "whole", progress=False)
+    part = api.train(cfg, steps=100, init=src.dir, out=tmp_path / "part", progress=False)
+    api.resume(part.dir, steps=50, progress=False)
+    a, b = _state_arrays(whole.dir), _state_arrays(part.dir)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    with pytest.raises(ConfigError, match="networks differ"):
+        api.train(SACConfig(hidden_sizes=(32, 32)), steps=5, init=src.dir, progress=False,
+                  out=tmp_path / "bad1")
+    bc = api.train(BCConfig(**SMALL), steps=10, dataset=dataset, out=tmp_path / "bc",
+                   progress=False)
+    with pytest.raises(ConfigError, match="sac can start from a sac or sac-rnd run"):
+        api.train(SACConfig(), steps=5, init=bc.dir, progress=False, out=tmp_path / "bad2")
+    with pytest.raises(ConfigError, match="not ppo"):
+        api.train(PPOConfig(), steps=5, init=src.dir, progress=False, out=tmp_path / "bad3")
+    assert main(["train", "sac", "--init", str(tmp_path / "nothing"), "--steps", "5",
+                 "--out", str(tmp_path / "bad4")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert not (tmp_path / "bad4").exists()

@@ -100,3 +100,28 @@ def test_pruned_trials_stop_early_and_errors(tmp_path, capsys):
     assert main(["tune", "sac", "--env", "Pendulum-v1", "--trials", "1", "--storage",
                  "nosuchdb://x", "--out", str(tmp_path / "e")]) == 2
     assert "cannot open" in capsys.readouterr().err
+
+
+def test_an_offline_algorithm_is_tuned_on_a_dataset(tmp_path, monkeypatch, capsys):
+    """Each trial trains on the dataset (gradient steps) and is scored in its env; the CLI
+    takes --dataset instead of --env, and says which one an algorithm needs."""
+    pytest.importorskip("minari")
+    from tandem import datasets as dsets
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    dsets.collect("pendulum/tune-v0", 3, env="Pendulum-v1", seed=0)
+    assert main(["tune", "iql", "--dataset", "pendulum/tune-v0", "--trials", "2", "--steps",
+                 "60", "--eval-every", "30", "--hidden-sizes", "8", "--batch-size", "16",
+                 "--eval-episodes", "1", "--checkpoint-every", "0", "--pruner", "none",
+                 "--out", str(tmp_path / "t")]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["complete"] == 2 and out["study"] == "iql-pendulum/tune-v0"
+    best = json.loads((tmp_path / "t" / "best.json").read_text())
+    run = json.loads((tmp_path / "t" / f"trial_{best['trial']:04d}" / "config.json").read_text())
+    assert run["dataset"]["name"] == "pendulum/tune-v0" and run["steps"] == 60
+    assert run["config"]["hidden_sizes"] == [8]
+    assert main(["tune", "iql", "--env", "Pendulum-v1", "--trials", "1"]) == 2
+    assert "is tuned on a dataset" in capsys.readouterr().err
+    assert main(["tune", "sac", "--dataset", "pendulum/tune-v0", "--trials", "1"]) == 2
+    assert "learns online" in capsys.readouterr().err
+    assert main(["tune", "iql", "--trials", "1"]) == 2
+    assert "--env (online algorithms) or --dataset" in capsys.readouterr().err

@@ -27,6 +27,7 @@ from tandem.compiled.driver import CompiledDriver
 from tandem.config import Config
 from tandem.core.evaluate import evaluate_policy
 from tandem.core.normalize import ObsRMS
+from tandem.core.offpolicy import ReplayLearner
 from tandem.core.pytree import restore_pytree
 from tandem.core.spaces import EnvSpec
 from tandem.core.types import ObsStats
@@ -39,6 +40,7 @@ from tandem.envs.resolve import EnvSource, resolve_env
 from tandem.errors import CheckpointError, ConfigError, DatasetError, EnvError
 from tandem.host.offpolicy import OffPolicyDriver
 from tandem.host.onpolicy import OnPolicyDriver
+from tandem.offline import warmstart
 from tandem.offline.driver import OfflineDriver, returns_reward_scale
 from tandem.run import folder as rf
 from tandem.run.checkpoint import MALFORMED, latest_checkpoint, load_checkpoint
@@ -49,8 +51,10 @@ log = logging.getLogger("tandem")
 
 
 # ============================================================================ drivers
-def _gym_driver(algo: AlgoSpec, cfg: Config, genv: GymEnv, seed: int, run_dir: Path | None):
-    """The driver of a Gymnasium run (see the table in the module docstring)."""
+def _gym_driver(algo: AlgoSpec, cfg: Config, genv: GymEnv, seed: int, run_dir: Path | None,
+                init_state: Any = None, prior: Any = None, fns: Any = None):
+    """The driver of a Gymnasium run (see the table in the module docstring); ``init_state``
+    and ``prior`` start an off-policy run from another run (``--init``)."""
     eval_env = genv.make() if genv.source.remakeable else genv.env
     log_dir = str(run_dir) if run_dir is not None else None
     if algo.driver == "impala":
@@ -65,7 +69,8 @@ def _gym_driver(algo: AlgoSpec, cfg: Config, genv: GymEnv, seed: int, run_dir: P
     if cfg.workers:
         return WorkerOffPolicyDriver(cfg, genv, algo.build(cfg, genv.spec), seed, algo.name,
                                      eval_env, log_dir)
-    return OffPolicyDriver(cfg, genv, algo.build(cfg, genv.spec), seed, algo.name, eval_env)
+    return OffPolicyDriver(cfg, genv, fns or algo.build(cfg, genv.spec), seed, algo.name,
+                           eval_env, init_state, prior)
 
 
 def _make_env(source: EnvSource | Any, algo: AlgoSpec, env_kwargs: dict | None = None
@@ -86,7 +91,7 @@ def train(cfg: Config, env: Any = None, steps: int = 50_000, seed: int = 0,
           out: str | Path | None = None, progress: bool | None = None,
           env_kwargs: dict | None = None, seeds: str | int | list[int] | None = None,
           on_eval: Callable | None = None, check_env: bool = True,
-          dataset: str | Path | None = None) -> Run | Sweep:
+          dataset: str | Path | None = None, init: str | Path | None = None) -> Run | Sweep:
     """Train ``cfg``'s algorithm on ``env`` for ``steps`` env steps.
 
     ``env`` is a Gymnasium id (``module:Name`` imports the module; a Name that is not a
@@ -109,17 +114,39 @@ def train(cfg: Config, env: Any = None, steps: int = 50_000, seed: int = 0,
     Offline algorithms (bc, td3bc, ...) learn from ``dataset`` (a Minari dataset id or
     folder) instead, for ``steps`` gradient steps, and evaluate in the dataset's env (``env``
     is not used; a dataset without an env trains with evaluation off).
+
+    ``init`` (a run folder) starts an off-policy run from that run's weights: SAC from a
+    SAC-RND (offline) or SAC run, TD3 from TD3. An offline source's dataset stays in the
+    replay, half of every batch (``tandem.offline.warmstart``); ``env`` defaults to the
+    source's.
     """
     algo = _check_cfg(cfg)
     rf.check_int("steps", steps, 1)
     rf.check_int("seed", seed, 0)
     seed_list = rf.parse_seeds(seeds, seed)
+    if init is not None and (algo.driver == "offline" or dataset is not None):
+        raise ConfigError("--init starts an online run from another run's weights; an offline "
+                          "run starts from its dataset alone")
     if algo.driver == "offline" or dataset is not None:
         return _train_offline(cfg, algo, dataset, env, steps, seed, seed_list, out, progress,
                               on_eval)
+    src_run = src_cfg = None
+    if init is not None:
+        if algo.driver != "offpolicy" or cfg.workers:
+            raise ConfigError(f"--init starts an off-policy run on one Gymnasium env (sac, "
+                              f"td3), not {cfg.algo}" + (" with Ray workers" if cfg.workers
+                                                         else ""))
+        src_run, src_cfg = warmstart.source_run(init, cfg.algo)
+        cfg = warmstart.adopt(cfg, src_cfg)
+        if env is None:
+            if src_run.get("env") is None:
+                raise ConfigError(f"--init: {init} records no env; give one (--env)")
+            env, env_kwargs = src_run["env"], env_kwargs or src_run.get("env_kwargs") or None
     if env is None:
         raise ConfigError(f"{cfg.algo} trains online: give an env")
     source = resolve_env(env, env_kwargs)
+    if init is not None and source.kind == "jax":
+        raise ConfigError("--init starts a Gymnasium run; a JAX-native env runs compiled")
     if source.kind == "jax":
         return _train_compiled(cfg, algo, source, steps, seed_list or [seed], out, progress,
                                env_kwargs, on_eval)
@@ -128,7 +155,7 @@ def train(cfg: Config, env: Any = None, steps: int = 50_000, seed: int = 0,
                                                                      seed_list[0])
         runs, agg = each_seed(sweep_dir, seed_list, lambda s, folder, first: train(
             cfg, env, steps, s, folder, progress, env_kwargs, on_eval=on_eval,
-            check_env=check_env and first))
+            check_env=check_env and first, init=init))
         return Sweep(sweep_dir, cfg.algo, runs[0].env_id, seed_list,
                      [r.summary for r in runs], agg, [r.policy for r in runs])
     if seed_list is not None:
@@ -144,16 +171,26 @@ def train(cfg: Config, env: Any = None, steps: int = 50_000, seed: int = 0,
         if check_env:
             for warning in env_check.check_env(env, env_kwargs, seed=seed):
                 log.warning("check-env: %s", warning)
-        driver = _gym_driver(algo, cfg, genv, seed, run_dir)
+        warm = None
+        if init is not None:
+            fns = algo.build(cfg, genv.spec)
+            warm = warmstart.load(init, src_run, src_cfg, cfg.algo, fns,
+                                  ReplayLearner.keys(seed)[0])
+            driver = _gym_driver(algo, cfg, genv, seed, run_dir, warm.state, warm.prior, fns)
+        else:
+            driver = _gym_driver(algo, cfg, genv, seed, run_dir)
     run = {"algo": cfg.algo, "env": source.name, "env_from_instance": source.kind == "instance",
            "env_kwargs": env_kwargs or {}, "seed": int(seed), "steps": int(steps),
            "config": cfg.to_dict(), "env_spec": genv.spec.to_json(),
            "driver": "ray" if cfg.workers else "host", "step_unit": driver.unit,
            "versions": rf.versions()}
+    if warm is not None:
+        run["init"] = warm.record
     rf.write_run(run_dir, run)
     driver.start()
-    log.info("training %s on %s for %d steps (seed %d) -> %s", cfg.algo, source.name or "env",
-             steps, seed, run_dir)
+    log.info("training %s on %s for %d steps (seed %d) -> %s%s", cfg.algo,
+             source.name or "env", steps, seed, run_dir,
+             f", starting from {init}" if init is not None else "")
     return _single(run_dir, run, driver, cfg, int(steps), progress, on_eval)
 
 
@@ -379,12 +416,17 @@ def resume(run_dir: str | Path, steps: int | None = None, progress: bool | None 
                          progress=progress, on_eval=on_eval, dataset=run["dataset"]["name"])
         return train(cfg, env if env is not None else run["env"], steps=total,
                      seed=int(run["seed"]), out=run_dir, progress=progress,
-                     env_kwargs=run.get("env_kwargs") or None, on_eval=on_eval)
+                     env_kwargs=run.get("env_kwargs") or None, on_eval=on_eval,
+                     init=run.get("init", {}).get("run"))
     ckpt = latest_checkpoint(run_dir)
     meta, arrays = load_checkpoint(ckpt, expect_algo=run["algo"])
     genv = _env_for_run(run, run_dir, env)
     redirect_mujoco_log(run_dir)
-    driver = _gym_driver(get_algo(run["algo"]), cfg, genv, int(run["seed"]), run_dir)
+    prior = None  # a run started from an offline one samples its dataset too
+    if run.get("init", {}).get("dataset"):
+        prior = warmstart.prior_transitions(run["init"], genv.spec)
+    driver = _gym_driver(get_algo(run["algo"]), cfg, genv, int(run["seed"]), run_dir,
+                         prior=prior)
     driver.restore(meta, arrays, str(ckpt))
     start = driver.step
     until = rf.resume_target(run_dir, run, start, steps)

@@ -56,8 +56,12 @@ def _build_parser() -> _Parser:
                    help="Gymnasium env id (default Pendulum-v1), or a JAX-native env trained as "
                    "one compiled program: gymnax:Pendulum-v1, brax:halfcheetah")
     t.add_argument("--dataset", default=None,
-                   help="offline algorithms (bc, td3bc): the Minari dataset id or folder to "
-                   "learn from; they evaluate in its env")
+                   help="offline algorithms (bc, td3bc, iql, sac-rnd, cfpi, csve): the Minari "
+                   "dataset id or folder to learn from; they evaluate in its env")
+    t.add_argument("--init", default=None, metavar="RUN",
+                   help="start from another run's weights (sac from a sac-rnd or sac run, td3 "
+                   "from td3); an offline run's dataset stays in the replay, half of each batch; "
+                   "--env defaults to the run's")
     t.add_argument("--steps", type=int, default=50_000, help="env steps to train (offline: "
                    "gradient steps)")
     t.add_argument("--seed", type=int, default=0)
@@ -102,10 +106,14 @@ def _build_parser() -> _Parser:
                         "a database, so running the same command again resumes it); extra "
                         "--field value pairs fix fields instead of searching them")
     tu.add_argument("algo", choices=algo_names())
-    tu.add_argument("--env", required=True, help="Gymnasium id or JAX-native id")
+    tu.add_argument("--env", default=None, help="Gymnasium id or JAX-native id (online "
+                    "algorithms)")
+    tu.add_argument("--dataset", default=None, help="offline algorithms: the Minari dataset "
+                    "id or folder each trial learns from (evaluated in its env)")
     tu.add_argument("--trials", type=int, required=True,
                     help="finished (complete or pruned) trials the study should hold")
-    tu.add_argument("--steps", type=int, default=50_000, help="env steps per trial")
+    tu.add_argument("--steps", type=int, default=50_000, help="env steps per trial (offline: "
+                    "gradient steps)")
     tu.add_argument("--seed", type=int, default=0, help="training seed of every trial")
     tu.add_argument("--out", default=None, help="folder of the trials' runs and study.db "
                     "(default tune/<algo>_<env>)")
@@ -227,12 +235,13 @@ def _run(argv: Sequence[str]) -> int:
             overrides["n_envs"] = args.envs
         cfg = spec.config_cls(**overrides)
         env = args.env
-        if spec.driver != "offline" and args.dataset is None and env is None:
+        if spec.driver != "offline" and args.dataset is None and env is None and \
+                args.init is None:
             env = "Pendulum-v1"
         run = api.train(cfg, env, steps=args.steps, seed=args.seed, out=args.out,
                         progress=_progress(args.progress), seeds=args.seeds,
                         check_env=not args.no_check_env, env_kwargs=env_kwargs,
-                        dataset=args.dataset)
+                        dataset=args.dataset, init=args.init)
         _print_result(run.dir, run.summary)
     elif args.command == "resume":
         run = api.resume(args.run_dir, steps=args.steps, progress=_progress(args.progress))
@@ -240,10 +249,14 @@ def _run(argv: Sequence[str]) -> int:
     elif args.command == "tune":
         spec = get_algo(args.algo)
         fixed = _parse_overrides(spec.config_cls, extra)
-        out = args.out or f"tune/{args.algo}_{args.env.replace('/', '_').replace(':', '_')}"
+        if (args.env is None) == (args.dataset is None):
+            raise _UsageError("tune needs --env (online algorithms) or --dataset (offline "
+                              "ones)")
+        where = str(args.env or args.dataset).strip("/")
+        out = args.out or f"tune/{args.algo}_{where.replace('/', '_').replace(':', '_')}"
         study = tune_mod.tune(spec.config_cls, args.env, args.trials, args.steps, out, fixed,
-                     args.seed, args.storage, args.study, args.eval_every, args.pruner,
-                     env_kwargs)
+                              args.seed, args.storage, args.study, args.eval_every, args.pruner,
+                              env_kwargs, dataset=args.dataset)
         from optuna.trial import TrialState
         states = [t.state for t in study.trials]
         best = (tune_mod.params_to_fields(spec.config_cls.search_space, study.best_params)

@@ -19,8 +19,10 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from tandem.algos import get_algo
 from tandem.api import train
 from tandem.config import Config, Search
+from tandem.envs.datasets import load_dataset
 from tandem.errors import ConfigError, TandemError
 
 log = logging.getLogger("tandem")
@@ -100,18 +102,36 @@ def _recover_dead_trials(optuna, study, storage) -> int:
     return n
 
 
-def tune(cfg_cls: type[Config], env: str, trials: int, steps: int, out: str | Path,
+def tune(cfg_cls: type[Config], env: str | None, trials: int, steps: int, out: str | Path,
          fixed: dict | None = None, seed: int = 0, storage: str | None = None,
          study_name: str | None = None, eval_every: int | None = None, pruner: str = "median",
-         env_kwargs: dict | None = None):
+         env_kwargs: dict | None = None, dataset: str | Path | None = None):
     """Run (or continue) a study until it holds ``trials`` finished (complete or pruned)
-    trials; returns the ``optuna.Study``. Writes ``<out>/best.json`` after every trial."""
+    trials; returns the ``optuna.Study``. Writes ``<out>/best.json`` after every trial.
+
+    An offline algorithm is tuned on ``dataset`` (``env`` None): each trial trains on it for
+    ``steps`` gradient steps and is scored by its return in the dataset's env."""
     optuna = _optuna()
 
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise ConfigError(f"--trials {trials!r}: must be an integer >= 1")
-    if not isinstance(env, str):
+    offline = get_algo(cfg_cls.algo).driver == "offline"
+    if offline:
+        if dataset is None or env is not None:
+            raise ConfigError(f"{cfg_cls.algo} is tuned on a dataset (--dataset NAME), and "
+                              "evaluated in its env (no --env)")
+        data = load_dataset(dataset)
+        if data.env_id is None:
+            raise ConfigError(f"dataset '{data.name}' records no env: a trial could not be "
+                              "evaluated, so there is nothing to tune on")
+        env_label = data.name
+    elif dataset is not None:
+        raise ConfigError(f"{cfg_cls.algo} learns online: tune it on an env (--env), not a "
+                          "dataset")
+    elif not isinstance(env, str):
         raise ConfigError("tune needs an env id (each trial makes its own env instances)")
+    else:
+        env_label = env
     fixed = dict(fixed or {})
     space = {k: v for k, v in cfg_cls.search_space.items() if k not in fixed}
     if not space:
@@ -124,7 +144,7 @@ def tune(cfg_cls: type[Config], env: str, trials: int, steps: int, out: str | Pa
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     url = storage or f"sqlite:///{(out / 'study.db').resolve()}"
-    name = study_name or f"{cfg_cls.algo}-{env}"
+    name = study_name or f"{cfg_cls.algo}-{env_label}"
     try:
         rdb = optuna.storages.RDBStorage(url)
     except Exception as exc:  # a bad URL or an unreachable database
@@ -145,7 +165,7 @@ def tune(cfg_cls: type[Config], env: str, trials: int, steps: int, out: str | Pa
              if pruner == "median" else optuna.pruners.NopPruner())
     study = optuna.load_study(study_name=name, storage=rdb, sampler=sampler, pruner=prune)
     log.info("tuning %s on %s: %d of %d trials finished%s; study '%s' in %s", cfg_cls.algo,
-             env, done, trials, f", {recovered} to retry" if recovered else "", name, url)
+             env_label, done, trials, f", {recovered} to retry" if recovered else "", name, url)
 
     def objective(trial) -> float:
         trial.set_user_attr("host", socket.gethostname())
@@ -163,7 +183,7 @@ def tune(cfg_cls: type[Config], env: str, trials: int, steps: int, out: str | Pa
                                          f"step {step} is below the median of earlier trials")
 
         run = train(cfg, env, steps=steps, seed=seed, out=run_dir, progress=False,
-                    env_kwargs=env_kwargs, on_eval=report)
+                    env_kwargs=env_kwargs, on_eval=report, dataset=dataset)
         value = run.summary["eval/return_mean"]
         if value is None or not math.isfinite(value):
             raise TandemError(f"trial {trial.number}: no finite evaluation return")

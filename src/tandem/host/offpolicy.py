@@ -47,8 +47,11 @@ class OffPolicyDriver:
     compile_s = 0.0
 
     def __init__(self, cfg, genv: GymEnv, fns: AgentFns, seed: int, algo: str,
-                 eval_env=None) -> None:
+                 eval_env=None, init_state: Any = None, prior: Any = None) -> None:
+        """``init_state``: the algorithm state to start from (``--init``; default: fresh);
+        ``prior``: a dataset's transitions, half of every batch (see ReplayLearner)."""
         self.cfg, self.genv, self.fns, self.algo = cfg, genv, fns, algo
+        self.init_state, self.prior = init_state, prior
         self.seeds = [int(seed)]
         self.eval_env = eval_env if eval_env is not None else genv.env
         self.ln: ReplayLearner | None = None
@@ -77,7 +80,7 @@ class OffPolicyDriver:
 
     def start(self) -> None:
         seed = self.seeds[0]
-        self.ln = ReplayLearner.create(self.cfg, self.fns, seed)
+        self.ln = ReplayLearner.create(self.cfg, self.fns, seed, self.init_state, self.prior)
         self.obs = self._reset(0)
         if self.ln.rms is not None:
             self.ln.rms.update(self.obs)
@@ -88,7 +91,7 @@ class OffPolicyDriver:
             hm = meta["host"]
             counters(hm, "seed")
             self.ln = ReplayLearner.restore(self.cfg, self.fns, hm, arrays,
-                                            store_meta(meta, "replay"), source)
+                                            store_meta(meta, "replay"), source, self.prior)
             self.seeds = [self.ln.seed]
             saved_obs = canonical(spec.obs, _obs_from(arrays, "host/obs", spec.obs))
             actions = np.asarray(arrays["host/episode_actions"], np.float64)
