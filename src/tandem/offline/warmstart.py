@@ -37,7 +37,7 @@ SOURCES: dict[str, dict[str, Callable[[Any], Any]]] = {
     "sac": {"sac": lambda s: s, "sac-rnd": lambda s: s.sac},
     "td3": {"td3": lambda s: s},
 }
-# config fields that shape the networks or the optimiser state
+# config fields that shape the networks, the optimiser state or the policy's log-density
 ARCH_FIELDS = ("hidden_sizes", "activation", "network", "n_critics", "critic_layer_norm",
                "critic_dropout", "squash_correction", "max_grad_norm")
 
