@@ -220,12 +220,11 @@ def _train_offline(cfg: Config, algo: AlgoSpec, dataset, env, steps: int, seed: 
                           f"{cfg.algo} (it samples the whole dataset; --steps counts gradient "
                           "steps)")
     data = load_dataset(dataset)
-    for stage in ("model_steps", "rnd_pretrain_steps"):  # CSVE's model, SAC-RND's RND
-        if getattr(cfg, stage, 0) >= steps:
-            log.warning("%s=%d: all %d steps fit %s's %s, the policy does not train (give "
-                        "--steps above it, or lower it; a resume can add steps)", stage,
-                        getattr(cfg, stage), steps, cfg.algo,
-                        "dynamics model" if stage == "model_steps" else "RND")
+    stage = cfg.stage_steps_field  # e.g. CSVE's model, SAC-RND's RND, fitted first
+    if stage is not None and getattr(cfg, stage) >= steps:
+        log.warning("%s=%d: all %d steps go to %s's first stage, the policy does not train "
+                    "(give --steps above it, or lower it; a resume can add steps)", stage,
+                    getattr(cfg, stage), steps, cfg.algo)
     if seed_list is not None and len(seed_list) > 1:
         sweep_dir = Path(out) if out is not None else rf.default_out(
             cfg.algo, data.env_id or "dataset", seed_list[0])

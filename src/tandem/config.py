@@ -187,6 +187,9 @@ class Config(metaclass=_ConfigMeta):
     # them: a run folder's config.json without such a field was written when tandem behaved as
     # the value says, so loading or resuming it continues that run as it was.
     run_folder_defaults: ClassVar[dict[str, Any]] = {}
+    # the field counting an offline algorithm's first stage (fitting a model before the
+    # policy trains), part of --steps; None: no such stage
+    stage_steps_field: ClassVar[str | None] = None
 
     settings: Settings = dataclasses.field(default=None, metadata={"doc": "run settings"})
 

@@ -95,6 +95,7 @@ class CSVEConfig(Config):
 
     settings_defaults: ClassVar[dict[str, Any]] = {"log_every": 1000, "eval_every": 5000,
                                                    "checkpoint_every": 10_000}
+    stage_steps_field: ClassVar[str | None] = "model_steps"
     search_space: ClassVar[dict] = {"exploration_weight": choice(0.0, 0.1, 0.3, 1.0),
                                     "beta": choice(1.0, 3.0, 10.0),
                                     "alpha_threshold": choice(-10.0, 0.0, 10.0),
@@ -167,11 +168,11 @@ def _model_states(state: CSVEState, nets: Nets, obs, action, key) -> tuple[jax.A
     return jnp.clip(s, mean - 10.0 * std, mean + 10.0 * std), r
 
 
-def state_value_gap(value_params, ood_obs, batch: Transition, nets: Nets, stats) -> jax.Array:
-    """E[V(s_hat')] - E[V(s')]: V on the model's states minus V on the dataset's next states."""
+def state_value_gap(value_params, ood_obs, batch: Transition, nets: Nets) -> jax.Array:
+    """E[V(s_hat')] - E[V(s')]: V on the model's states minus V on the dataset's next states
+    (both normalised as the networks see them)."""
     v = functools.partial(nets.value.apply, value_params)
-    return v(normalize_obs(ood_obs, stats)).mean() - v(normalize_obs(batch.next_obs,
-                                                                     stats)).mean()
+    return v(ood_obs).mean() - v(batch.next_obs).mean()
 
 
 def alpha_loss(log_alpha, gap, cfg: CSVEConfig) -> tuple[jax.Array, dict]:
@@ -182,39 +183,32 @@ def alpha_loss(log_alpha, gap, cfg: CSVEConfig) -> tuple[jax.Array, dict]:
 
 
 def value_loss(value_params, target_critic_params, actor_params, alpha, ood_obs,
-               batch: Transition, key, nets: Nets, cfg: CSVEConfig,
-               stats) -> tuple[jax.Array, dict]:
+               batch: Transition, key, nets: Nets, cfg: CSVEConfig) -> tuple[jax.Array, dict]:
     """(min_i Q'_i(s, a) - V(s))^2, a ~ pi(s), plus alpha c (E[V(s_hat')] - E[V(s')])."""
-    obs = normalize_obs(batch.obs, stats)
-    a = jnp.clip(nets.actor.apply(actor_params, obs).sample(key), -1.0, 1.0)
-    q = nets.critic.apply(target_critic_params, obs, a).min(axis=0)
-    v = nets.value.apply(value_params, obs)
+    a = jnp.clip(nets.actor.apply(actor_params, batch.obs).sample(key), -1.0, 1.0)
+    q = nets.critic.apply(target_critic_params, batch.obs, a).min(axis=0)
+    v = nets.value.apply(value_params, batch.obs)
     fit = jnp.mean((jax.lax.stop_gradient(q) - v) ** 2)
-    gap = state_value_gap(value_params, ood_obs, batch, nets, stats)
+    gap = state_value_gap(value_params, ood_obs, batch, nets)
     loss = fit + jax.lax.stop_gradient(alpha) * cfg.conservative_weight * gap
     return loss, {"train/value_loss": fit, "train/v_mean": v.mean(), "train/state_gap": gap}
 
 
 def actor_loss(actor_params, target_critic_params, value_params, state: CSVEState,
-               batch: Transition, key, nets: Nets, cfg: CSVEConfig,
+               batch: Transition, raw_obs, key, nets: Nets, cfg: CSVEConfig,
                stats) -> tuple[jax.Array, dict]:
-    """-E[min(exp(beta A), max_weight) log pi(a|s)] on dataset (s, a), minus lambda times the
-    state-exploration term E[r_hat + gamma V(s_hat')] over its fixed mean magnitude."""
-    obs = normalize_obs(batch.obs, stats)
-    q = nets.critic.apply(target_critic_params, obs, batch.action).min(axis=0)
-    adv = q - nets.value.apply(value_params, obs)
-    weights = jax.lax.stop_gradient(jnp.minimum(jnp.exp(cfg.beta * adv), cfg.max_weight))
-    dist = nets.actor.apply(actor_params, obs)
-    awr = -(weights * dist.log_prob(batch.action)).mean()
+    """IQL's advantage-weighted regression on dataset (s, a), minus lambda times the
+    state-exploration term E[r_hat + gamma V(s_hat')] over its fixed mean magnitude; the
+    model steps from ``raw_obs`` (``batch`` is normalised)."""
+    awr, metrics = iql.actor_loss(actor_params, target_critic_params, value_params, batch,
+                                  nets, cfg)
     k_pi, k_model = jax.random.split(key)
-    a = jnp.clip(dist.sample(k_pi), -1.0, 1.0)
-    next_s, r = _model_states(state, nets, batch.obs, a, k_model)
+    a = jnp.clip(nets.actor.apply(actor_params, batch.obs).sample(k_pi), -1.0, 1.0)
+    next_s, r = _model_states(state, nets, raw_obs, a, k_model)
     ret = r + cfg.gamma * nets.value.apply(value_params, normalize_obs(next_s, stats))
     scale = jax.lax.stop_gradient(jnp.abs(ret).mean()) + 1e-6
-    explore_term = ret.mean() / scale
-    loss = awr - cfg.exploration_weight * explore_term
-    return loss, {"train/actor_loss": loss, "train/adv_weight_mean": weights.mean(),
-                  "train/model_return": ret.mean()}
+    loss = awr - cfg.exploration_weight * ret.mean() / scale
+    return loss, {**metrics, "train/actor_loss": loss, "train/model_return": ret.mean()}
 
 
 def _model_step(state: CSVEState, batch: Transition, nets: Nets):
@@ -244,30 +238,31 @@ def update(state: CSVEState, batch: Transition, obs_stats: ObsStats | None, *, c
 
     def actor_critic():
         key = jax.random.fold_in(state.key, state.updates)
-        k_ood, k_ood_model, k_v, k_actor = jax.random.split(key, 4)
+        k_model, k_v, k_actor = jax.random.split(key, 3)
+        norm = batch._replace(obs=normalize_obs(batch.obs, obs_stats),
+                              next_obs=normalize_obs(batch.next_obs, obs_stats))
         # 1. the penalising states: one model step from dataset states under pi's mean
-        pi_a = nets.actor.apply(state.actor_params, normalize_obs(batch.obs, obs_stats)).loc
-        ood_obs, _ = _model_states(state, nets, batch.obs, pi_a, k_ood_model)
-        ood_obs = jax.lax.stop_gradient(ood_obs)
-        gap = state_value_gap(state.value_params, ood_obs, batch, nets, obs_stats)
+        pi_a = nets.actor.apply(state.actor_params, norm.obs).loc
+        ood_obs, _ = _model_states(state, nets, batch.obs, pi_a, k_model)
+        ood_obs = jax.lax.stop_gradient(normalize_obs(ood_obs, obs_stats))
+        gap = state_value_gap(state.value_params, ood_obs, norm, nets)
         log_alpha, alpha_opt, al_m = gradient_step(state.log_alpha, state.alpha_opt_state,
                                                    nets.alpha_opt, alpha_loss, gap, cfg)
         alpha = jnp.clip(jnp.exp(log_alpha), 0.0, 1e6)
         # 2. V, conservative on the model's states
         value, value_opt, v_m = gradient_step(
             state.value_params, state.value_opt_state, nets.value_opt, value_loss,
-            state.target_critic_params, state.actor_params, alpha, ood_obs, batch, k_v, nets,
-            cfg, obs_stats)
+            state.target_critic_params, state.actor_params, alpha, ood_obs, norm, k_v, nets,
+            cfg)
         # 3. Q on dataset transitions, bootstrapping on the new V
-        norm_batch = batch._replace(obs=normalize_obs(batch.obs, obs_stats),
-                                    next_obs=normalize_obs(batch.next_obs, obs_stats))
         critic, critic_opt, c_m = gradient_step(state.critic_params, state.critic_opt_state,
-                                                nets.critic_opt, critic_loss, value,
-                                                norm_batch, nets, cfg)
+                                                nets.critic_opt, critic_loss, value, norm,
+                                                nets, cfg)
         # 4. the policy: AWR plus state exploration through the model
         actor, actor_opt, a_m = gradient_step(
             state.actor_params, state.actor_opt_state, nets.actor_opt, actor_loss,
-            state.target_critic_params, value, state, batch, k_actor, nets, cfg, obs_stats)
+            state.target_critic_params, value, state, norm, batch.obs, k_actor, nets, cfg,
+            obs_stats)
         new = state._replace(
             actor_params=actor, critic_params=critic, value_params=value, log_alpha=log_alpha,
             target_critic_params=polyak(state.target_critic_params, critic, cfg.tau),

@@ -67,6 +67,7 @@ class SACRNDConfig(sac.SACConfig):
 
     settings_defaults: ClassVar[dict[str, Any]] = {"eval_every": 5000}
     run_folder_defaults: ClassVar[dict] = {}
+    stage_steps_field: ClassVar[str | None] = "rnd_pretrain_steps"
     search_space: ClassVar[dict] = {"beta": choice(0.5, 1.0, 3.0, 5.0, 10.0),
                                     "actor_lr": log_uniform(1e-4, 1e-3)}
 

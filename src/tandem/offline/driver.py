@@ -97,6 +97,18 @@ def _train_fn(fns: AgentFns, batch_size: int):
     return hit[1]
 
 
+def dataset_transitions(data: Dataset, spec, reward_scale: float = 1.0) -> Transition:
+    """A dataset as flat NumPy transitions [N, ...] in the policy's units: canonical
+    observations, actions mapped from the env's bounds into [-1, 1], rewards x
+    ``reward_scale``."""
+    n = data.size
+    return Transition(np.asarray(canonical(spec.obs, data.obs, (n,))),
+                      np.asarray(from_env_action(spec.action, data.action), np.float32),
+                      np.asarray(data.reward * reward_scale, np.float32),
+                      np.asarray(canonical(spec.obs, data.next_obs, (n,))),
+                      np.asarray(data.terminated, np.float32))
+
+
 class OfflineDriver:
     """One seed learning from ``data``; evaluates in ``eval_env`` (None: no evaluation)."""
 
@@ -109,14 +121,9 @@ class OfflineDriver:
         self.dataset, self.eval_env = data, eval_env
         self.reward_scale = float(reward_scale)
         spec = fns.spec
-        n = data.size
         self.obs_stats = (dataset_obs_stats(data.obs) if cfg.normalize_obs else None)
-        self.data = Transition(  # [N, ...], device arrays
-            jnp.asarray(canonical(spec.obs, data.obs, (n,))),
-            jnp.asarray(from_env_action(spec.action, data.action)),
-            jnp.asarray(data.reward * self.reward_scale, jnp.float32),
-            jnp.asarray(canonical(spec.obs, data.next_obs, (n,))),
-            jnp.asarray(data.terminated, jnp.float32))
+        self.data = Transition(*map(jnp.asarray,  # [N, ...], device arrays
+                                    dataset_transitions(data, spec, self.reward_scale)))
         self._train = _train_fn(fns, cfg.batch_size)
         k_init, self.sample_key = jax.random.split(jax.random.PRNGKey(seed))
         self._init_key = k_init

@@ -22,11 +22,11 @@ import numpy as np
 from tandem.algos import get_algo
 from tandem.config import Config
 from tandem.core.pytree import restore_pytree
-from tandem.core.spaces import EnvSpec, canonical
+from tandem.core.spaces import EnvSpec
 from tandem.core.types import Transition
 from tandem.envs.datasets import load_dataset
 from tandem.errors import CheckpointError, ConfigError, DatasetError
-from tandem.offline.driver import from_env_action
+from tandem.offline.driver import dataset_transitions
 from tandem.run import folder as rf
 from tandem.run.checkpoint import MALFORMED, latest_checkpoint, load_checkpoint
 
@@ -150,9 +150,4 @@ def prior_transitions(record: dict, spec: EnvSpec) -> Transition:
     if ds.get("checksum") and data.checksum != ds["checksum"]:
         raise DatasetError(f"dataset '{data.name}' has changed since {record['run']} learned "
                            "from it (checksum differs)")
-    n = data.size
-    return Transition(np.asarray(canonical(spec.obs, data.obs, (n,)), np.float32),
-                      np.asarray(from_env_action(spec.action, data.action), np.float32),
-                      np.asarray(data.reward, np.float32),
-                      np.asarray(canonical(spec.obs, data.next_obs, (n,)), np.float32),
-                      np.asarray(data.terminated, np.float32))
+    return dataset_transitions(data, spec)
