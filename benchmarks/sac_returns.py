@@ -263,13 +263,18 @@ def write_results(out: Path, json_path: Path, report: str | None, load0) -> None
                 "steps": sorted({s.summary["steps"] for s in rs.seeds}),
                 "wall_s": [s.summary.get("time/wall_s") for s in rs.seeds],
                 "dates": [time.strftime("%Y-%m-%d", time.gmtime(
-                    (s.dir / "summary.json").stat().st_mtime)) for s in rs.seeds]}
+                    (s.dir / "summary.json").stat().st_mtime)) for s in rs.seeds],
+                "cpus": [cpu_model()] * len(rs.seeds)}
     previous = json.loads(json_path.read_text()) if json_path.is_file() else {}
     _keep_earlier(table, previous.get("results", {}), previous.get("date"))
+    for row in table.values():
+        if not row.get("replaced"):
+            row.pop("replaced", None)
     json_path.write_text(json.dumps({  # first: a report that fails must not cost the JSON
         "hyperparameters": HP, "plan": PLAN, "load_before": load0,
         "load_after": os.getloadavg(), "date": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": platform.platform(), "cpus": os.cpu_count(), "results": table,
+        "machine": platform.platform(), "cpu": cpu_model(), "cpus": os.cpu_count(),
+        "results": table,
         "superseded": previous.get("superseded", {})}, indent=1))
     if not dirs:  # no run folders here (a fresh checkout): the JSON only
         return
@@ -279,28 +284,62 @@ def write_results(out: Path, json_path: Path, report: str | None, load0) -> None
     print(f"report: {index}", flush=True)
 
 
+def cpu_model() -> str:
+    """The CPU's model name and widest vector unit: float rounding in XLA's and PyTorch's
+    kernels depends on them, so a seed's run differs from one machine to another."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown"
+    name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines()
+                 if ln.startswith("model name")), "unknown")
+    flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines()
+                  if ln.startswith("flags")), [])
+    isa = "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "no avx2"
+    return f"{name} ({isa})"
+
+
+UNRECORDED_CPU = "not recorded (before 2026-12-08)"
+
+
 def _keep_earlier(table: dict, earlier: dict, date: str | None) -> None:
     """Every run made stays in the JSON: a run recorded there earlier whose folder is not under
     ``out`` now (the folders are git-ignored, so a fresh checkout has none) is carried over
     into its row, listed under ``earlier`` with the date it was made. Runs of code that no
     longer stands are moved by hand to the JSON's ``superseded`` section, which is kept as is.
+    A seed run again (``--rerun``, e.g. on another machine) keeps its new score in ``per_seed``
+    and the old one under ``replaced``, with the date and CPU it was made on.
     """
     for key, old in earlier.items():
         row = table.setdefault(key, {"per_seed": [], "seeds": [], "steps": old.get("steps", []),
                                      "wall_s": []})
         dates = dict(zip(old.get("seeds", []), old.get("dates", [])))  # when each was made
         dates.update({e["seed"]: e["date"] for e in old.get("earlier", [])})
+        row.setdefault("replaced", []).extend(  # replaced before: stays replaced
+            e for e in old.get("replaced", []) if e not in row.get("replaced", []))
+        cpus = dict(zip(old.get("seeds", []), old.get("cpus", [])))  # where each was made
         for seed, score in zip(old.get("seeds", []), old["per_seed"]):
             if seed in row["seeds"]:
+                i = row["seeds"].index(seed)
+                if row["per_seed"][i] != score:  # run again (--rerun): the old run is kept
+                    e = {"seed": seed, "score": score,
+                         "date": dates.get(seed, old.get("date", date)),
+                         "cpu": cpus.get(seed, UNRECORDED_CPU)}
+                    if e not in row["replaced"]:
+                        row["replaced"].append(e)
+                elif seed in cpus:  # the same run: where it was made stays as recorded
+                    row["cpus"][i] = cpus[seed]
                 continue
             row["per_seed"].append(score)
             row["seeds"].append(seed)
             row["wall_s"].append(None)
+            row.setdefault("cpus", [UNRECORDED_CPU] * (len(row["seeds"]) - 1)).append(
+                cpus.get(seed, UNRECORDED_CPU))
             row.setdefault("dates", []).append(dates.get(seed, old.get("date", date)))
             row.setdefault("earlier", []).append(
                 {"seed": seed, "score": score, "date": dates.get(seed, old.get("date", date))})
         order = sorted(range(len(row["seeds"])), key=row["seeds"].__getitem__)
-        for k in ("per_seed", "seeds", "wall_s", "dates"):
+        for k in ("per_seed", "seeds", "wall_s", "dates", "cpus"):
             if k in row:
                 row[k] = [row[k][i] for i in order]
 

@@ -87,24 +87,29 @@ def test_impala_learns_cartpole_with_two_ray_workers(tmp_path):
     assert again["eval/return_mean"] == best["eval/return_mean"]
 
 
-# Issue 22: SAC learns HalfCheetah-v5 as SB3 does (docs/sac.md). At 30,000 steps one seed can
-# stay near 150 for any library (SB3's seeds 0-9 in benchmarks/sac_returns.py: 215 / 993 / 1,184
-# / 2,362 / 555 / ...; tandem's: 1,663 / 127 / 806 / 1,954 / 1,542 / ...), so the test asks that
-# the better of two seeds reaches 500: SB3 reaches 500 on 4 of its benchmark seeds 0-4, and the
-# better of two seeds does in 93% of SB3's and of tandem's seed pairs (0-9), but in 38% of the
-# old tandem's (lecun-normal kernels, zero biases, exact squash correction: 169 / 381 / 369 /
-# 313 / 278 / 335 / 840 / 190 / 178 / 742), which scored 169 and 381 on these two seeds.
+# Issue 22: SAC learns HalfCheetah-v5 as SB3 does (docs/sac.md). At 30,000 steps a seed of any
+# library can stay below 300 (SB3's seeds 0-9 in benchmarks/sac_returns.py: 215 / 993 / 1,184 /
+# 2,362 / 555 / 794 / 144 / 279 / 265 / 310), so the test asks that the best of four seeds reaches
+# 500, which SB3 reaches on 5 of those 10 seeds (1-5). Four, not two: over all 45 seed pairs the
+# better of two misses 500 for 22% of SB3's pairs, and CI failed on exactly that after the machine
+# changed on 2026-12-07 (to a 2x faster one with AVX-512: JAX's results differ in the last bits,
+# the policy at step 1,000 agrees to 1e-7 and the runs part within the next 1,000 updates, and
+# tandem's seeds 0-9 became -8 / 26 / 235 / 762 / 354 / 367 / 711 / 66 / 814 / 804, against 1,663
+# / 127 / 806 / 1,954 / ... before; SB3's seeds 0 and 1 give the same scores to the last digit).
+# The best of four misses for 2% of SB3's 4-seed sets and 3% of tandem's (its 20 runs on both
+# machines), and catches the old tandem (lecun-normal kernels, zero biases, exact squash
+# correction: 169 / 381 / 369 / 313 / 278 / 335 / 840 / 190 / 178 / 742) in 67% of its sets,
+# including seeds 0-3 (best 381); the pair caught it in 62%.
 HALFCHEETAH_STEPS = 30_000
-HALFCHEETAH_SEEDS = (0, 1)
+HALFCHEETAH_SEEDS = (0, 1, 2, 3)
 HALFCHEETAH_MIN = 500.0
 
 
 @pytest.mark.learning
 def test_sac_learns_halfcheetah_as_sb3(tmp_path):
-    """Two seeds of `tandem train sac` with its defaults (SB3's) on HalfCheetah-v5 for 30,000
-    steps, each a CLI process pinned to its own core so that the pair takes one run's wall time
-    (about 4-5 minutes on 2 cores); the better seed's final 10-episode evaluation must reach
-    HALFCHEETAH_MIN."""
+    """Four seeds of `tandem train sac` with its defaults (SB3's) on HalfCheetah-v5 for 30,000
+    steps, each a CLI process pinned to a core, two per core (392 s on 2 cores); the best
+    seed's final 10-episode evaluation must reach HALFCHEETAH_MIN."""
     import json
     import os
     import shutil
