@@ -21,6 +21,8 @@ ALLOWED = {
     # the run layer imports neither JAX nor Gymnasium; of core only the NumPy spaces
     "run": {"run", "tandem.core.spaces"},
     "drivers": {"core", "envs", "algos", "run", "drivers"},
+    # the deploy runtime: NumPy and onnxruntime, of core only the NumPy spaces
+    "deploy": {"tandem.core.spaces"},
     "api": {"core", "envs", "algos", "run", "drivers"},
     "apps": {"core", "envs", "algos", "run", "drivers", "api"},
     "cli": {"core", "envs", "algos", "run", "drivers", "api", "apps"},
@@ -31,7 +33,7 @@ def _layer(module: str) -> str:
     if module in BASE:
         return "base"
     part = module.split(".")[1]
-    if part in ("host", "compiled", "distributed", "offline"):
+    if part in ("host", "compiled", "distributed", "offline", "export"):
         return "drivers"
     if part in ("tune", "report", "sweep", "datasets"):
         return "apps"

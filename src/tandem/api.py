@@ -37,7 +37,9 @@ from tandem.envs import check as env_check
 from tandem.envs.datasets import Dataset, load_dataset, normalized_score
 from tandem.envs.gym import GymEnv, action_space_of, make_env, redirect_mujoco_log, space_of
 from tandem.envs.resolve import EnvSource, resolve_env
-from tandem.errors import CheckpointError, ConfigError, DatasetError, EnvError
+from tandem.errors import CheckpointError, ConfigError, DatasetError, EnvError, ExportError
+from tandem.export import FORMATS, config_hash, policy_model, write_model
+from tandem.export.jaxpr_onnx import require_onnx
 from tandem.host.offpolicy import OffPolicyDriver
 from tandem.host.onpolicy import OnPolicyDriver
 from tandem.offline import warmstart
@@ -520,3 +522,22 @@ def evaluate(run_dir: str | Path, episodes: int = 10, seed: int | None = None,
                 result["eval/return_mean"], tuple(v))) for k, v in refs.items()})
     rf.write_eval(run_dir, result, best)
     return result
+
+
+def export(run_dir: str | Path, out: str | Path, fmt: str = "onnx", best: bool = False,
+           seed: int | None = None) -> Path:
+    """Write a run's deterministic policy as an ONNX model at ``out`` (docs/deploy.md): the
+    latest checkpoint, or with ``best`` the best-evaluated one; ``seed`` picks the seed of a
+    compiled multi-seed run. Nothing is written unless the whole model is."""
+    if fmt not in FORMATS:
+        raise ExportError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    require_onnx()  # before any work: a missing extra is the first thing to say
+    run_dir = Path(run_dir)
+    run = rf.read_run(run_dir)
+    policy = load(run_dir, seed=seed, best=best)
+    ckpt = latest_checkpoint(run_dir, "best" if best else "checkpoints")
+    meta = {"config_hash": config_hash(run["config"]), "run": run_dir.resolve().name,
+            "checkpoint": f"{ckpt.parent.name}/{ckpt.name}",
+            "seed": str(seed if seed is not None else
+                        run.get("seed", (run.get("seeds") or [""])[0]))}
+    return write_model(policy_model(policy, meta), Path(out))

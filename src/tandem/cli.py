@@ -1,4 +1,4 @@
-"""Command line: ``tandem train|eval|resume|report|tune|sweep|check-env|dataset|config ...``.
+"""Command line: ``tandem train|eval|export|resume|report|tune|sweep|check-env|dataset|config``.
 
 Exit codes: 0 on success, 2 with one line on stderr for a usage, config, env or checkpoint
 error (anything a user can fix), 130 when interrupted with Ctrl-C (a checkpoint is written at
@@ -85,6 +85,16 @@ def _build_parser() -> _Parser:
     e.add_argument("--env-kwargs", default=None,
                    help="evaluate on the env made with these arguments instead of the run's "
                    "(a robustness check): " + ENV_KWARGS_HELP)
+
+    x = sub.add_parser("export", help="write a run's deterministic policy as an ONNX model "
+                       "that runs without tandem (tandem.deploy.OnnxPolicy, or onnxruntime)")
+    x.add_argument("run_dir")
+    x.add_argument("--out", required=True, help="the model file to write, e.g. policy.onnx")
+    x.add_argument("--format", default="onnx", choices=("onnx",))
+    x.add_argument("--best", action="store_true",
+                   help="the best checkpoint of the periodic evaluation (eval_every)")
+    x.add_argument("--seed", type=int, default=None,
+                   help="a compiled multi-seed run: which seed's policy (default the first)")
 
     rp = sub.add_parser("report", help="an HTML report (curves, IQM with bootstrap intervals, "
                         "probability of improvement, config, video) of run or sweep folders")
@@ -300,6 +310,9 @@ def _run(argv: Sequence[str]) -> int:
     elif args.command == "report":
         index = report_mod.write_report(args.dirs, args.out, args.label, args.title, not args.no_video)
         print(json.dumps({"report": str(index)}))
+    elif args.command == "export":
+        path = api.export(args.run_dir, args.out, args.format, best=args.best, seed=args.seed)
+        print(json.dumps({"out": str(path), "format": args.format}))
     elif args.command == "eval":
         result = api.evaluate(args.run_dir, episodes=args.episodes, seed=args.seed,
                               best=args.best, env_kwargs=env_kwargs)

@@ -28,6 +28,10 @@ class DatasetError(TandemError):
     """An offline dataset is missing, corrupt, empty, or does not fit its env."""
 
 
+class ExportError(TandemError):
+    """A policy cannot be exported (unsupported space or network, missing extra)."""
+
+
 class TrainingInterrupted(TandemError):
     """Training was stopped by the user (Ctrl-C); a checkpoint was written first."""
 
