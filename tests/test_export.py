@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import gymnasium as gym
 import jax
@@ -20,7 +21,7 @@ from tandem.core.normalize import ObsStats
 from tandem.core.spaces import EnvSpec, Space
 from tandem.deploy import OnnxPolicy
 from tandem.errors import ExportError
-from tandem.export import policy_model, write_model
+from tandem.export import policy_model, write_model, write_npz
 from tandem.export.jaxpr_onnx import to_onnx
 from tandem.run.results import Policy
 
@@ -51,8 +52,21 @@ def _observations(obs_space, n, rng):
             "mode": rng.integers(1, 4, n), "flags": rng.integers(0, 2, (n, 2))}
 
 
+def _docs_forward():
+    """The NumPy forward pass printed in docs/deploy.md, executed as printed."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "deploy.md").read_text()
+    block = next(b.split("\n", 1)[1] for b in text.split("```python")[1:] if "def forward(" in b)
+    scope = {}
+    exec(block.split("```")[0], scope)
+    return scope
+
+
 def _check_parity(policy, tmp_path):
-    path = write_model(policy_model(policy, {}), tmp_path / f"{policy.algo}.onnx")
+    model = policy_model(policy, {})
+    path = write_model(model, tmp_path / f"{policy.algo}.onnx")
+    npz = write_npz(model, tmp_path / f"{policy.algo}.npz")
+    docs = _docs_forward()
+    graph, weights = docs["load_npz_policy"](str(npz.with_suffix("")))
     onnx.checker.check_model(str(path), full_check=True)
     deployed = OnnxPolicy(path)
     rng = np.random.default_rng(0)
@@ -61,6 +75,10 @@ def _check_parity(policy, tmp_path):
         want = policy.act(obs)
         got = deployed.act(obs)
         assert got.shape == want.shape
+        feeds = [obs] if not isinstance(obs, dict) else [obs[k] for k in ("pos", "mode", "flags")]
+        by_numpy = docs["forward"](graph, weights, *feeds)[0]
+        assert by_numpy.dtype == got.dtype
+        np.testing.assert_allclose(by_numpy, got, atol=1e-5, rtol=0)
         if policy.spec.action.kind == "box":
             assert got.dtype == np.float32
             np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
@@ -153,6 +171,14 @@ def test_export_command_runs_a_trained_policy_in_onnxruntime(tmp_path, capsys):
     assert deployed.algo == "sac" and deployed.env_id == "Pendulum-v1"
     assert len(deployed.metadata["config_hash"]) == 16
     deployed.reset()
+    assert main(["export", str(run), "--format", "npz",
+                 "--out", str(tmp_path / "np" / "p.npz")]) == 0
+    docs = _docs_forward()
+    graph, weights = docs["load_npz_policy"](str(tmp_path / "np" / "p"))
+    np.testing.assert_allclose(docs["forward"](graph, weights, recorded)[0],
+                               deployed.act(recorded), atol=1e-5, rtol=0)
+    assert graph["metadata"]["algo"] == "sac" and graph["format"] == "tandem-npz-1"
+    assert sorted(p.name for p in (tmp_path / "np").iterdir()) == ["p.json", "p.npz"]
 
     def fails(argv, needle):
         assert main(argv) == 2
@@ -165,10 +191,12 @@ def test_export_command_runs_a_trained_policy_in_onnxruntime(tmp_path, capsys):
     fails(["export", str(run), "--out", str(tmp_path / "deploy")], "is a folder")
     fails(["export", str(run), "--out", str(tmp_path / "d.onnx"), "--format", "tflite"],
           "tflite")
+    fails(["export", str(run), "--out", str(tmp_path / "d.onnx"), "--format", "npz"],
+          "d.npz")
     for arrays in run.glob("checkpoints/step_*/arrays.safetensors"):
         arrays.write_bytes(b"not safetensors")
     fails(["export", str(run), "--out", str(tmp_path / "e.onnx")], "")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["deploy", "run"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deploy", "np", "run"]
     assert sorted(p.name for p in out.parent.iterdir()) == ["policy.onnx"]
     with pytest.raises(Exception, match="not a policy exported by tandem"):
         OnnxPolicy(run / "config.json")

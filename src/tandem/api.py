@@ -38,7 +38,7 @@ from tandem.envs.datasets import Dataset, load_dataset, normalized_score
 from tandem.envs.gym import GymEnv, action_space_of, make_env, redirect_mujoco_log, space_of
 from tandem.envs.resolve import EnvSource, resolve_env
 from tandem.errors import CheckpointError, ConfigError, DatasetError, EnvError, ExportError
-from tandem.export import FORMATS, config_hash, policy_model, write_model
+from tandem.export import FORMATS, config_hash, policy_model, write_model, write_npz
 from tandem.export.jaxpr_onnx import require_onnx
 from tandem.host.offpolicy import OffPolicyDriver
 from tandem.host.onpolicy import OnPolicyDriver
@@ -526,9 +526,10 @@ def evaluate(run_dir: str | Path, episodes: int = 10, seed: int | None = None,
 
 def export(run_dir: str | Path, out: str | Path, fmt: str = "onnx", best: bool = False,
            seed: int | None = None) -> Path:
-    """Write a run's deterministic policy as an ONNX model at ``out`` (docs/deploy.md): the
-    latest checkpoint, or with ``best`` the best-evaluated one; ``seed`` picks the seed of a
-    compiled multi-seed run. Nothing is written unless the whole model is."""
+    """Write a run's deterministic policy at ``out`` (docs/deploy.md): an ONNX model, or with
+    ``fmt="npz"`` the same graph as arrays (.npz) and a JSON beside them. The latest
+    checkpoint, or with ``best`` the best-evaluated one; ``seed`` picks the seed of a compiled
+    multi-seed run. Nothing is written unless the whole model is."""
     if fmt not in FORMATS:
         raise ExportError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
     require_onnx()  # before any work: a missing extra is the first thing to say
@@ -540,4 +541,5 @@ def export(run_dir: str | Path, out: str | Path, fmt: str = "onnx", best: bool =
             "checkpoint": f"{ckpt.parent.name}/{ckpt.name}",
             "seed": str(seed if seed is not None else
                         run.get("seed", (run.get("seeds") or [""])[0]))}
-    return write_model(policy_model(policy, meta), Path(out))
+    model = policy_model(policy, meta)
+    return write_model(model, Path(out)) if fmt == "onnx" else write_npz(model, Path(out))

@@ -90,7 +90,9 @@ def _build_parser() -> _Parser:
                        "that runs without tandem (tandem.deploy.OnnxPolicy, or onnxruntime)")
     x.add_argument("run_dir")
     x.add_argument("--out", required=True, help="the model file to write, e.g. policy.onnx")
-    x.add_argument("--format", default="onnx", choices=("onnx",))
+    x.add_argument("--format", default="onnx", choices=("onnx", "npz"),
+                   help="onnx (default), or npz: the same graph as arrays + a JSON beside "
+                   "them, for the NumPy forward pass in docs/deploy.md")
     x.add_argument("--best", action="store_true",
                    help="the best checkpoint of the periodic evaluation (eval_every)")
     x.add_argument("--seed", type=int, default=None,

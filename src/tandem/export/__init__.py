@@ -8,11 +8,17 @@ by its key path for Dict and Tuple observations; output 0 is ``action``, ready f
 ``env.step``: float32 within the Box's bounds, or int64 with Gymnasium's ``start`` added. The
 model's metadata names the tandem version, algorithm, env id, both spaces (tandem's JSON) and
 a hash of the run's config; :mod:`tandem.deploy` reads them back.
+
+``npz``: the same graph as plain data, for a runtime without ONNX: ``policy.npz`` holds the
+weights and constants (by name) and ``policy.json`` the nodes in order (ONNX operator names
+and attributes, dtypes spelled as NumPy's), the inputs, outputs and metadata. The NumPy
+forward pass in docs/deploy.md runs it (tested against the ONNX model).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -27,7 +33,8 @@ from tandem.errors import ExportError
 from tandem.export.jaxpr_onnx import OPSET, require_onnx, to_onnx
 from tandem.version import __version__
 
-FORMATS = ("onnx",)
+FORMATS = ("onnx", "npz")
+NPZ_FORMAT = "tandem-npz-1"
 
 
 def _graph_dtype(leaf: Space) -> tuple[Any, Any]:
@@ -96,10 +103,59 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def npz_graph(model) -> tuple[dict, dict[str, np.ndarray]]:
+    """(the JSON description, the arrays) of an ONNX model made by :func:`policy_model`."""
+    from onnx import helper, numpy_helper
+
+    def dtype_name(t: int) -> str:
+        return np.dtype(helper.tensor_dtype_to_np_dtype(t)).name
+
+    def attr(a):
+        v = helper.get_attribute_value(a)
+        if a.name == "to":  # Cast's target: an ONNX type enum -> NumPy's name
+            return dtype_name(v)
+        if isinstance(v, bytes):
+            return v.decode()
+        return list(v) if isinstance(v, (list, tuple)) else v
+
+    def value(info):
+        t = info.type.tensor_type
+        return {"name": info.name, "dtype": dtype_name(t.elem_type),
+                "shape": [d.dim_param or d.dim_value for d in t.shape.dim]}
+
+    g = model.graph
+    arrays = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    desc = {"format": NPZ_FORMAT, "opset": model.opset_import[0].version,
+            "inputs": [value(i) for i in g.input], "outputs": [value(o) for o in g.output],
+            "nodes": [{"op": n.op_type, "in": list(n.input), "out": list(n.output),
+                       "attrs": {a.name: attr(a) for a in n.attribute}} for n in g.node],
+            "metadata": {p.key: p.value for p in model.metadata_props}}
+    return desc, arrays
+
+
+def write_npz(model, out: Path) -> Path:
+    """``out`` (.npz, the arrays) and the same stem's .json (the graph), each written to a
+    temp file and renamed, the JSON last: a reader never finds a JSON without its arrays."""
+    out = Path(out)
+    if out.suffix != ".npz":
+        raise ExportError(f"--format npz writes a .npz and a .json beside it: name the .npz "
+                          f"file (--out {out.with_suffix('.npz')})")
+    desc, arrays = npz_graph(model)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    _atomic_bytes(buf.getvalue(), out)
+    _atomic_bytes(json.dumps(desc, indent=1).encode(), out.with_suffix(".json"))
+    return out
+
+
 def write_model(model, out: Path) -> Path:
     """Serialise to a temp file beside ``out`` and rename it into place: an interrupted
     export leaves no half-written model."""
-    out = Path(out)
+    _atomic_bytes(model.SerializeToString(), Path(out))
+    return out
+
+
+def _atomic_bytes(data: bytes, out: Path) -> None:
     if out.is_dir():
         raise ExportError(f"--out '{out}' is a folder; name the model file, e.g. "
                           f"{out / 'policy.onnx'}")
@@ -107,12 +163,12 @@ def write_model(model, out: Path) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(model.SerializeToString())
+            f.write(data)
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return out
 
 
-__all__ = ["FORMATS", "policy_model", "write_model", "config_hash", "env_action_fn"]
+__all__ = ["FORMATS", "policy_model", "write_model", "write_npz", "npz_graph", "config_hash",
+           "env_action_fn"]

@@ -344,7 +344,7 @@ class _Translator:
 _ELEMENTWISE = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "max": "Max",
                 "min": "Min", "pow": "Pow", "gt": "Greater", "lt": "Less",
                 "ge": "GreaterOrEqual", "le": "LessOrEqual", "eq": "Equal", "and": "And",
-                "or": "Or", "atan2": "Atan2", "add_any": "Add"}
+                "or": "Or", "add_any": "Add"}
 _UNARY = {"neg": "Neg", "exp": "Exp", "log": "Log", "tanh": "Tanh", "abs": "Abs",
           "sign": "Sign", "sqrt": "Sqrt", "floor": "Floor", "ceil": "Ceil",
           "logistic": "Sigmoid", "erf": "Erf", "sin": "Sin", "cos": "Cos", "not": "Not",
