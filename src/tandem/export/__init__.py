@@ -30,7 +30,7 @@ import numpy as np
 
 from tandem.core.spaces import Space, build, leaf_name, leaves
 from tandem.errors import ExportError
-from tandem.export.jaxpr_onnx import OPSET, require_onnx, to_onnx
+from tandem.export.jaxpr_onnx import OPSET, helper, numpy_helper, require_onnx, to_onnx
 from tandem.version import __version__
 
 FORMATS = ("onnx", "npz")
@@ -105,8 +105,6 @@ def config_hash(config: dict) -> str:
 
 def npz_graph(model) -> tuple[dict, dict[str, np.ndarray]]:
     """(the JSON description, the arrays) of an ONNX model made by :func:`policy_model`."""
-    from onnx import helper, numpy_helper
-
     def dtype_name(t: int) -> str:
         return np.dtype(helper.tensor_dtype_to_np_dtype(t)).name
 
