@@ -36,6 +36,7 @@ from tandem.distributed.offpolicy import WorkerOffPolicyDriver
 from tandem.envs import check as env_check
 from tandem.envs.datasets import Dataset, load_dataset, normalized_score
 from tandem.envs.gym import GymEnv, action_space_of, make_env, redirect_mujoco_log, space_of
+from tandem.envs.perturb import PERTURBATIONS, perturb
 from tandem.envs.resolve import EnvSource, resolve_env
 from tandem.errors import CheckpointError, ConfigError, DatasetError, EnvError, ExportError
 from tandem.export import FORMATS, config_hash, policy_model, write_model, write_npz
@@ -521,6 +522,51 @@ def evaluate(run_dir: str | Path, episodes: int = 10, seed: int | None = None,
             result.update({f"eval/normalized_score_{k}": float(normalized_score(
                 result["eval/return_mean"], tuple(v))) for k, v in refs.items()})
     rf.write_eval(run_dir, result, best)
+    return result
+
+
+def evaluate_perturbed(run_dir: str | Path, grid: dict[str, list], episodes: int = 10,
+                       seed: int | None = None, best: bool = False) -> dict:
+    """Zero-shot robustness (docs/deploy.md): the run's deterministic policy, without further
+    training, on env variants, one name at a time: for each ``name: [values]`` in ``grid``,
+    a perturbation of :mod:`tandem.envs.perturb` (noise, delay, MuJoCo model error) or an
+    argument of the env's constructor. The nominal env is the first row. Returns the table and
+    writes it to ``perturb.json`` in the run folder."""
+    rf.check_int("episodes", episodes, 1)
+    if not grid:
+        raise ConfigError("--perturb: name at least one perturbation, e.g. body_mass=0.8,1.2")
+    run_dir = Path(run_dir)
+    run = rf.read_run(run_dir)
+    if run["driver"] == "compiled" or run["env"] is None:
+        raise EnvError("--perturb evaluates in a Gymnasium env: this run has "
+                       + ("a JAX-native env" if run["driver"] == "compiled" else "no env"))
+    policy = load(run_dir, best=best)
+    seed = run["seed"] if seed is None else seed
+    base_kwargs = dict(run.get("env_kwargs") or {})
+
+    def score(name=None, value=None) -> dict:
+        kwargs = base_kwargs if name is None or name in PERTURBATIONS else \
+            {**base_kwargs, name: value}
+        genv = _env_for_run(run, run_dir, None, kwargs)
+        env = genv.env if name not in PERTURBATIONS else perturb(genv.env, name, value)
+        try:
+            r = evaluate_policy(policy.act, env, episodes, seed)
+        finally:
+            env.close()
+        stats = rf.eval_stats(r["returns"], r["lengths"])
+        return {"perturbation": name or "nominal", "value": value,
+                "return_mean": stats["eval/return_mean"], "return_std": stats["eval/return_std"],
+                "returns": r["returns"]}
+
+    rows = [score()]
+    for name, values in grid.items():
+        rows += [score(name, v) for v in values]
+    nominal = rows[0]["return_mean"]
+    for row in rows:
+        row["return_vs_nominal"] = (row["return_mean"] - nominal) / max(abs(nominal), 1e-8)
+    result = {"run": str(run_dir), "env": run["env"], "episodes": episodes, "seed": seed,
+              "best": best, "rows": rows}
+    rf.write_perturb(run_dir, result)
     return result
 
 

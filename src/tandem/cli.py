@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from tandem import api
@@ -22,6 +23,7 @@ from tandem import tune as tune_mod
 from tandem.algos import algo_names, get_algo
 from tandem.envs import check as env_check
 from tandem.envs.gym import make_env
+from tandem.envs.perturb import parse_perturb
 from tandem.envs.resolve import parse_env_kwargs
 from tandem.errors import TandemError, TrainingInterrupted
 from tandem.run.folder import check_int, parse_seeds
@@ -85,6 +87,12 @@ def _build_parser() -> _Parser:
     e.add_argument("--env-kwargs", default=None,
                    help="evaluate on the env made with these arguments instead of the run's "
                    "(a robustness check): " + ENV_KWARGS_HELP)
+
+    e.add_argument("--perturb", action="append", default=None, metavar="NAME=V1,V2,...",
+                   help="zero-shot robustness: evaluate on env variants, one row per value "
+                   "(repeat for more names); NAME is obs_noise, action_noise, action_delay, "
+                   "body_mass, friction, actuator_gain (MuJoCo) or an env argument; writes "
+                   "perturb.json")
 
     x = sub.add_parser("export", help="write a run's deterministic policy as an ONNX model "
                        "that runs without tandem (tandem.deploy.OnnxPolicy, or onnxruntime)")
@@ -315,6 +323,25 @@ def _run(argv: Sequence[str]) -> int:
     elif args.command == "export":
         path = api.export(args.run_dir, args.out, args.format, best=args.best, seed=args.seed)
         print(json.dumps({"out": str(path), "format": args.format}))
+    elif args.command == "eval" and args.perturb:
+        if env_kwargs:
+            raise _UsageError("--perturb varies the run's own env; drop --env-kwargs")
+        table = api.evaluate_perturbed(args.run_dir, parse_perturb(args.perturb),
+                                       episodes=args.episodes, seed=args.seed, best=args.best)
+        for row in table["rows"]:
+            print(f"{row['perturbation']:>14s} {str(row['value']):>8s}  return "
+                  f"{row['return_mean']:10.2f} +- {row['return_std']:8.2f}  "
+                  f"({100 * row['return_vs_nominal']:+.1f}% vs nominal)", file=sys.stderr)
+        figure = Path(args.run_dir) / "perturb.png"
+        try:
+            report_mod.plot_perturb(table, figure)
+        except report_mod.ReportError as exc:  # no matplotlib: the table is the result
+            print(f"warning: no plot ({exc})", file=sys.stderr)
+            figure = None
+        print(json.dumps({"perturb": str(Path(args.run_dir) / "perturb.json"),
+                          "plot": str(figure) if figure else None,
+                          "rows": [{k: r[k] for k in ("perturbation", "value", "return_mean")}
+                                   for r in table["rows"]]}))
     elif args.command == "eval":
         result = api.evaluate(args.run_dir, episodes=args.episodes, seed=args.seed,
                               best=args.best, env_kwargs=env_kwargs)

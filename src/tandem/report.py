@@ -248,6 +248,61 @@ def plot_poi(rows: list[dict], path: Path) -> None:
 
 
 # ============================================================================ video
+def plot_perturb(table: dict, path: Path) -> None:
+    """Return against each perturbation's values (``tandem eval --perturb``'s table): one
+    panel per perturbation, mean +- sd over the episodes, the nominal return dashed."""
+    plt = _plt()
+    rows = table["rows"]
+    nominal = rows[0]
+    names = list(dict.fromkeys(r["perturbation"] for r in rows[1:]))
+    fig, axes = plt.subplots(1, max(1, len(names)), figsize=(3.6 * max(1, len(names)), 3.2),
+                             squeeze=False)
+    for ax, name in zip(axes[0], names):
+        mine = [r for r in rows[1:] if r["perturbation"] == name]
+        numeric = all(isinstance(r["value"], (int, float)) for r in mine)
+        x = [r["value"] if numeric else i for i, r in enumerate(mine)]
+        ax.errorbar(x, [r["return_mean"] for r in mine], [r["return_std"] for r in mine],
+                    marker="o", capsize=3)
+        ax.axhline(nominal["return_mean"], ls="--", color="gray", label="nominal")
+        if not numeric:
+            ax.set_xticks(x, [str(r["value"]) for r in mine])
+        ax.set_xlabel(name)
+        ax.set_ylabel("return")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _perturb_section(sets: list[RunSet], img: Path) -> list[str]:
+    """The robustness tables and plots of the seeds that have a perturb.json."""
+    sec = []
+    for k, rs in enumerate(sets):
+        for s in rs.seeds:
+            table = _read_json(s.dir / "perturb.json") if (s.dir / "perturb.json").is_file() \
+                else None
+            if not table or not table.get("rows"):
+                continue
+            name = f"perturb_{k}_{s.seed}.png"
+            plot_perturb(table, img / name)
+            rows = "".join(
+                f"<tr><td>{html.escape(str(r['perturbation']))}</td>"
+                f"<td>{html.escape(str(r['value']))}</td><td>{_fmt(r['return_mean'])} ± "
+                f"{_fmt(r['return_std'])}</td><td>{100 * r['return_vs_nominal']:+.1f}%</td></tr>"
+                for r in table["rows"])
+            sec += [f"<h3>{html.escape(rs.label)}, seed {s.seed}</h3>",
+                    f'<figure><img src="img/{name}" alt="return under perturbations">'
+                    f"<figcaption>{table['episodes']} episodes per variant, no further "
+                    "training.</figcaption></figure>",
+                    "<table><tr><th>perturbation</th><th>value</th><th>return</th>"
+                    f"<th>vs nominal</th></tr>{rows}</table>"]
+    if sec:
+        sec.insert(0, "<h2>Zero-shot robustness</h2><p>From <code>tandem eval RUN --perturb "
+                      "...</code>: the trained policy on env variants (noise, delay, model "
+                      "error, env arguments).</p>")
+    return sec
+
+
 def record_gif(rs: RunSet, path: Path, max_frames: int = 150, fps: int = 30) -> str | None:
     """A GIF of the first seed's final deterministic policy; None if written, else why not."""
     if not rs.run or "config" not in rs.run:
@@ -421,6 +476,8 @@ def write_report(dirs: Sequence[str | Path], out: str | Path, labels: Sequence[s
                   "</figure>",
                   f"<table><tr><th>comparison</th><th>estimate [95% CI]</th><th>envs</th></tr>"
                   f"{rows}</table>"]
+
+    parts += _perturb_section(sets, img)
 
     parts.append("<h2>Run sets</h2>")
     for k, rs in enumerate(sets):

@@ -52,6 +52,12 @@ class EnvSource:
             except gym.error.DependencyNotInstalled as exc:
                 raise EnvError(f"env '{self.name}' needs an optional dependency: {exc}. For "
                                "MuJoCo envs run: pip install 'tandem-rl[mujoco]'") from None
+            except TypeError as exc:
+                if not self.kwargs or "unexpected keyword argument" not in str(exc):
+                    raise
+                raise EnvError(f"env '{self.name}' does not take the argument(s) "
+                               f"{', '.join(sorted(self.kwargs))}: "
+                               f"{str(exc).splitlines()[0].split(' was raised')[0]}") from None
         if self.kind == "factory":
             env = self.factory(**self.kwargs)
             if not isinstance(env, gym.Env):
@@ -116,11 +122,12 @@ def parse_env_kwargs(text: str | None) -> dict:
         if not sep or not key.isidentifier():
             raise EnvError(f"--env-kwargs {text!r}: give key=value pairs separated by commas, "
                            "e.g. --env-kwargs g=9.81,max_torque=2")
-        out[key] = _value(value.strip())
+        out[key] = parse_value(value.strip())
     return out
 
 
-def _value(text: str) -> Any:
+def parse_value(text: str) -> Any:
+    """One --env-kwargs value: a number, true/false, none, or the text itself."""
     low = text.lower()
     if low in ("true", "false"):
         return low == "true"

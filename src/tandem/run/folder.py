@@ -172,6 +172,11 @@ def write_eval(run_dir: Path, result: dict, best: bool) -> None:
                       json.dumps(result, indent=1))
 
 
+def write_perturb(run_dir: Path, result: dict) -> None:
+    """perturb.json: the zero-shot robustness table of ``tandem eval --perturb``."""
+    atomic_write_text(Path(run_dir) / "perturb.json", json.dumps(result, indent=1))
+
+
 def eval_stats(returns: list, lengths: list | None) -> dict:
     """The ``eval/`` fields of one seed's evaluation (None, not NaN, with no episodes, so
     summary.json stays strict JSON)."""
