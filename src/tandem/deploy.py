@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from tandem.core.spaces import Space, get_leaf, leaves
+from tandem.core.spaces import Space, batch_size, get_leaf, leaves
 from tandem.errors import CheckpointError, ExportError
 
 try:  # the [export] extra
@@ -76,15 +76,10 @@ class OnnxPolicy:
 
     def act(self, obs: Any) -> np.ndarray:
         """One observation -> one action; a batch [N, ...] (on every leaf) -> [N, ...]."""
-        first = np.asarray(get_leaf(obs, self._paths[0]))
-        shape = self._leaf_shapes[0]
-        if first.shape == tuple(shape):
-            single = True
-        elif first.ndim == len(shape) + 1 and first.shape[1:] == tuple(shape):
-            single = False
-        else:
-            raise ExportError(f"OnnxPolicy.act: observation has shape {first.shape}; expected "
-                              f"{tuple(shape)} (one observation) or [N, *{tuple(shape)}]")
+        try:
+            single = batch_size(self.obs_space, obs) is None
+        except ValueError as exc:
+            raise ExportError(f"OnnxPolicy.act: {exc}") from None
         feed = {}
         for (name, dtype), path, leaf_shape in zip(self._inputs, self._paths,
                                                    self._leaf_shapes):

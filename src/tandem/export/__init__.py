@@ -20,8 +20,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +29,7 @@ import numpy as np
 from tandem.core.spaces import Space, build, leaf_name, leaves
 from tandem.errors import ExportError
 from tandem.export.jaxpr_onnx import OPSET, helper, numpy_helper, require_onnx, to_onnx
+from tandem.run.checkpoint import atomic_write_bytes
 from tandem.version import __version__
 
 FORMATS = ("onnx", "npz")
@@ -158,14 +157,7 @@ def _atomic_bytes(data: bytes, out: Path) -> None:
         raise ExportError(f"--out '{out}' is a folder; name the model file, e.g. "
                           f"{out / 'policy.onnx'}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(out, data)
 
 
 __all__ = ["FORMATS", "policy_model", "write_model", "write_npz", "npz_graph", "config_hash",
